@@ -1,0 +1,658 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The kernel's KSM interface: the one place in the collection that knows /sys/kernel/mm/ksm.
+
+Everything the modules need to know about the kernel lives here: the catalogue of files (type, range,
+what a write does), how values read and how they must be written, the order writes must take, how
+errno values translate into messages, and what an unmerge (``run=2``) costs in memory.
+
+Private to samepage.ksm (leading underscore): no stable API for anybody else. Standard library only,
+and no Ansible imports, so that it runs on every target Python the supported ansible-core versions
+allow (3.8 and newer) and can be tested on its own against a fake kernel.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import os
+import re
+import time
+
+KSM_DIR = '/sys/kernel/mm/ksm'
+PROC_DIR = '/proc'
+NODE_DIR = '/sys/devices/system/node'
+
+UINT_MAX = 2 ** 32 - 1
+ULONG_MAX = 2 ** 64 - 1
+INT_MAX = 2 ** 31 - 1
+
+# Kinds of value, named after the kernel helper that parses the write (mm/ksm.c).
+UINT = 'uint'        # kstrtouint: 0..2^32-1, any parse error is EINVAL
+ULONG = 'ulong'      # kstrtoul: 0..2^64-1
+INT = 'int'          # kstrtoint: signed, > INT_MAX is ERANGE
+BOOL = 'bool'        # kstrtobool: we always send 0/1
+CHOICE = 'choice'    # sysfs_streq against a fixed list; reads back as "[a] b"
+SIGNED = 'signed'    # read-only signed counter (general_profit)
+
+
+class Knob:
+    """One file of /sys/kernel/mm/ksm and what the kernel does with it."""
+
+    __slots__ = ('name', 'kind', 'minimum', 'maximum', 'choices', 'writable', 'busy_while_shared',
+                 'since', 'unit', 'description')
+
+    def __init__(self, name, kind, minimum=None, maximum=None, choices=None, writable=True,
+                 busy_while_shared=False, since='2.6.32', unit=None, description=''):
+        self.name = name
+        self.kind = kind
+        self.minimum = minimum
+        self.maximum = maximum
+        self.choices = choices
+        self.writable = writable
+        self.busy_while_shared = busy_while_shared
+        self.since = since
+        self.unit = unit
+        self.description = description
+
+    def range_text(self):
+        if self.kind == BOOL:
+            return 'true or false'
+        if self.kind == CHOICE:
+            return 'one of ' + ', '.join(self.choices)
+        return 'an integer from %d to %d' % (self.minimum, self.maximum)
+
+
+# Writable knobs, in the order they must be written. The order is the kernel's:
+# - the advisor's tunables before advisor_mode, because entering scan-time copies
+#   advisor_min_pages_to_scan into pages_to_scan at that moment;
+# - advisor_mode before pages_to_scan, because changing the mode resets pages_to_scan;
+# - merge_across_nodes and max_page_sharing late (they need no KSM pages shared: EBUSY);
+# - run last, so ksmd starts with every other setting already in place.
+WRITABLE_KNOBS = (
+    Knob('advisor_max_cpu', UINT, 0, UINT_MAX, since='6.8', unit='percent of one CPU',
+         description='CPU budget of ksmd for the scan-time advisor. The kernel stores it in 32 bits '
+                     'and silently truncates larger values, so they are refused here.'),
+    Knob('advisor_min_pages_to_scan', ULONG, 0, ULONG_MAX, since='6.8', unit='pages',
+         description='pages_to_scan the advisor starts from when scan-time is enabled.'),
+    Knob('advisor_max_pages_to_scan', ULONG, 0, ULONG_MAX, since='6.8', unit='pages',
+         description='Upper cap of the pages_to_scan the advisor sets.'),
+    Knob('advisor_target_scan_time', ULONG, 1, ULONG_MAX, since='6.8', unit='seconds',
+         description='Time the advisor aims at for one full scan.'),
+    Knob('advisor_mode', CHOICE, choices=('none', 'scan-time'), since='6.8',
+         description='none: pages_to_scan is set by hand; scan-time: the kernel advisor sets it. '
+                     'Changing the mode resets pages_to_scan.'),
+    Knob('pages_to_scan', UINT, 0, UINT_MAX, unit='pages',
+         description='Pages ksmd scans per batch. Refused by the kernel (EINVAL) while advisor_mode is '
+                     'scan-time.'),
+    Knob('sleep_millisecs', UINT, 0, UINT_MAX, unit='milliseconds',
+         description='Pause of ksmd between batches.'),
+    Knob('use_zero_pages', BOOL, since='4.11',
+         description='Merge empty pages into the kernel zero page (affects future merges only).'),
+    Knob('smart_scan', BOOL, since='6.7',
+         description='Skip pages that repeatedly fail to merge.'),
+    Knob('stable_node_chains_prune_millisecs', UINT, 0, UINT_MAX, since='4.13', unit='milliseconds',
+         description='How often ksmd prunes stale stable-node chains.'),
+    Knob('max_page_sharing', INT, 2, INT_MAX, busy_while_shared=True, since='4.13', unit='sharers',
+         description='Maximum sharers of one KSM page. Can change only while no page is shared.'),
+    Knob('merge_across_nodes', UINT, 0, 1, busy_while_shared=True, since='3.9',
+         description='1: merge pages across NUMA nodes; 0: separate trees per node. Can change only '
+                     'while no page is shared. Exists only on kernels built with NUMA.'),
+    Knob('run', UINT, 0, 2,
+         description='0: ksmd stopped, merged pages kept; 1: ksmd scans; 2: stop and unmerge every page.'),
+)
+
+# Written only by tools of the RHEL 6 era (removed from the kernel in 2.6.33); read, never managed.
+LEGACY_KNOBS = (
+    Knob('max_kernel_pages', ULONG, 0, ULONG_MAX, writable=False, since='2.6.32 only', unit='pages',
+         description='Legacy cap on KSM pages (kernels before 2.6.33).'),
+)
+
+COUNTERS = (
+    Knob('pages_shared', ULONG, writable=False, unit='pages', description='KSM pages in use.'),
+    Knob('pages_sharing', ULONG, writable=False, unit='pages',
+         description='Further mappings of those pages: about the pages saved.'),
+    Knob('pages_unshared', ULONG, writable=False, unit='pages',
+         description='Unique pages scanned repeatedly without a match.'),
+    Knob('pages_volatile', ULONG, writable=False, unit='pages',
+         description='Pages changing too fast to be merged.'),
+    Knob('full_scans', ULONG, writable=False, description='Completed full scans (reset by run=2).'),
+    Knob('stable_node_chains', ULONG, writable=False, since='4.13',
+         description='KSM pages that reached max_page_sharing.'),
+    Knob('stable_node_dups', ULONG, writable=False, since='4.13',
+         description='Duplicate KSM pages inside those chains.'),
+    Knob('general_profit', SIGNED, writable=False, since='6.4', unit='bytes',
+         description='Bytes saved minus the metadata KSM spends (may be negative).'),
+    Knob('ksm_zero_pages', ULONG, writable=False, since='6.5', unit='pages',
+         description='Empty pages merged into the kernel zero page (use_zero_pages).'),
+    Knob('pages_scanned', ULONG, writable=False, since='6.6', unit='pages',
+         description='Pages scanned since boot.'),
+    Knob('pages_skipped', ULONG, writable=False, since='6.7', unit='pages',
+         description='Pages smart_scan skipped since boot.'),
+)
+
+CATALOGUE = dict((knob.name, knob) for knob in WRITABLE_KNOBS + LEGACY_KNOBS + COUNTERS)
+WRITE_ORDER = tuple(knob.name for knob in WRITABLE_KNOBS)
+
+# What the kernel puts pages_to_scan to when advisor_mode changes (mm/ksm.c, set_advisor_defaults).
+PAGES_TO_SCAN_AFTER_ADVISOR_OFF = 100
+
+# Other programs that rewrite knobs behind the collection's back, by process name (/proc/<pid>/comm).
+COMPETING_MANAGERS = {
+    'ksmtuned': ('run', 'pages_to_scan', 'sleep_millisecs'),
+}
+
+
+class KsmError(Exception):
+    """A failure the modules report as it is: the message names the knob, the value and the reason."""
+
+    def __init__(self, msg, **details):
+        super(KsmError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class KsmUnavailable(KsmError):
+    """This kernel has no KSM (no /sys/kernel/mm/ksm)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values: validation of what is asked, parsing of what is read, encoding of what is written
+
+def validate(name, value):
+    """Return value normalised for knob name, or raise KsmError naming the knob, value and rule."""
+    knob = CATALOGUE.get(name)
+    if knob is None or not knob.writable:
+        raise KsmError('%s is not a writable KSM knob' % name, knob=name)
+    if knob.kind == BOOL:
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1):
+            return bool(value)
+        raise KsmError('Invalid value %r for %s: expected true or false' % (value, name), knob=name)
+    if knob.kind == CHOICE:
+        if value in knob.choices:
+            return value
+        raise KsmError('Invalid value %r for %s: expected %s' % (value, name, knob.range_text()), knob=name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KsmError('Invalid value %r for %s: expected %s' % (value, name, knob.range_text()), knob=name)
+    if not knob.minimum <= value <= knob.maximum:
+        reason = knob.range_text()
+        if name == 'advisor_max_cpu' and value > knob.maximum:
+            reason += ' (the kernel stores it in 32 bits and would silently truncate it)'
+        raise KsmError('Invalid value %d for %s: expected %s' % (value, name, reason), knob=name)
+    return value
+
+
+def parse(name, text):
+    """Typed value of a file as the kernel prints it ("100\\n", "[none] scan-time\\n")."""
+    knob = CATALOGUE.get(name)
+    text = text.strip()
+    if knob is None:
+        return text
+    if knob.kind == CHOICE:
+        match = re.search(r'\[([^\]]+)\]', text)
+        return match.group(1) if match else text
+    try:
+        number = int(text)
+    except ValueError:
+        raise KsmError('Cannot parse %s/%s: %r is not a number' % (KSM_DIR, name, text), knob=name)
+    if knob.kind == BOOL:
+        return bool(number)
+    return number
+
+
+def encode(name, value):
+    """What to write: decimal ASCII for numbers, 0/1 for booleans (older kernels accept fewer spellings)."""
+    if isinstance(value, bool):
+        return '1' if value else '0'
+    return str(value)
+
+
+def same(name, live, wanted):
+    """Whether a live value already satisfies the wanted one (normalised comparison)."""
+    if name == 'run' and wanted == 0 and live == 2:
+        # run=2 is "stopped, and everything unmerged": it satisfies "stopped".
+        return True
+    return live == wanted
+
+
+# ---------------------------------------------------------------------------------------------------
+# Access to the files
+
+class SysfsIO:
+    """Reads and writes the real files. Tests replace it with a fake that follows the kernel's rules."""
+
+    def __init__(self, root=KSM_DIR):
+        self.root = root
+
+    def available(self):
+        return os.path.isdir(self.root)
+
+    def names(self):
+        return sorted(os.listdir(self.root))
+
+    def exists(self, name):
+        return os.path.exists(os.path.join(self.root, name))
+
+    def read(self, name):
+        with open(os.path.join(self.root, name), 'rb') as handle:
+            return handle.read().decode('ascii', 'replace')
+
+    def write(self, name, data):
+        # One unbuffered write(2) on a descriptor we close ourselves: the kernel's answer to the
+        # write is the answer we get. (A buffered file object can hand the error to the garbage
+        # collector instead.) No O_CREAT/O_TRUNC: these are sysfs attributes.
+        fd = os.open(os.path.join(self.root, name), os.O_WRONLY)
+        try:
+            payload = data.encode('ascii')
+            written = os.write(fd, payload)
+            if written != len(payload):
+                raise OSError(errno.EIO, 'short write (%d of %d bytes)' % (written, len(payload)))
+        finally:
+            os.close(fd)
+
+
+def _explain(name, value, err, state):
+    """Turn an OSError from a write into the reason an operator needs."""
+    code = err.errno
+    if code == errno.EACCES or code == errno.EPERM:
+        if hasattr(os, 'geteuid') and os.geteuid() != 0:
+            return 'permission denied: changing KSM needs root (run the task with become: true)'
+        return 'permission denied by the kernel (the file is read-only, or a security module denies it)'
+    if code == errno.EROFS:
+        return ('/sys is mounted read-only here (a container or a locked-down host): KSM can only be '
+                'changed on the host that owns the kernel')
+    if code == errno.EBUSY:
+        return ('the kernel refuses to change it while KSM pages are shared (pages_shared=%s); unmerge '
+                'first (samepage.ksm.ksm_unmerge), or let the task do it with unmerge_if_busy=true'
+                % state.get('pages_shared', '?'))
+    if code == errno.EINVAL:
+        if name == 'pages_to_scan' and state.get('advisor_mode') == 'scan-time':
+            return 'the scan-time advisor owns pages_to_scan (set advisor_mode=none to set it by hand)'
+        knob = CATALOGUE.get(name)
+        return 'the kernel rejected it as invalid (EINVAL; expected %s)' % (
+            knob.range_text() if knob and knob.writable else 'a valid value')
+    if code == errno.ERANGE:
+        knob = CATALOGUE.get(name)
+        return 'out of range for the kernel (ERANGE; expected %s)' % (knob.range_text() if knob else '?')
+    if code == errno.ENOMEM:
+        if name == 'run' and value == 2:
+            return ('the unmerge ran out of memory: the kernel stopped it half done and set run=0; some '
+                    'pages are still shared and processes may have been killed by the OOM killer')
+        return 'the kernel ran out of memory (ENOMEM)'
+    if code == errno.EINTR:
+        if name == 'run' and value == 2:
+            return 'the unmerge was interrupted by a signal: the kernel stopped it half done and set run=0'
+        return 'interrupted by a signal (EINTR)'
+    if code == errno.ENOENT:
+        return 'the file does not exist on this kernel'
+    return '%s (errno %s)' % (os.strerror(code) if code else str(err), code)
+
+
+class Ksm:
+    """The KSM interface of one kernel: reads state, plans and performs writes in the kernel's order."""
+
+    def __init__(self, io=None):
+        self.io = io if io is not None else SysfsIO()
+
+    # -- reading --------------------------------------------------------------------------------
+    def available(self):
+        return self.io.available()
+
+    def require(self):
+        if not self.io.available():
+            raise KsmUnavailable(
+                '%s does not exist: this kernel has no KSM (built without CONFIG_KSM)' % self.io.root)
+
+    def read_state(self):
+        """Every file of the directory, typed: {name: value}. Unknown files are kept as text."""
+        self.require()
+        state = {}
+        for name in self.io.names():
+            try:
+                text = self.io.read(name)
+            except (IOError, OSError) as err:
+                if err.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL):
+                    continue  # unreadable (e.g. write-only or vanished): nothing to report
+                raise KsmError('Cannot read %s/%s: %s' % (self.io.root, name, err), knob=name)
+            state[name] = parse(name, text)
+        return state
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self, state, wanted, skip_missing=False):
+        """Ordered writes that turn state into wanted.
+
+        Returns (writes, missing): writes is a list of (name, value) in the kernel's order, each one
+        needed given the kernel's side effects of the writes before it; missing lists requested knobs
+        this kernel lacks (only when skip_missing, otherwise that is an error).
+        Raises KsmError, before anything is written, for every request the kernel would refuse.
+        """
+        missing = []
+        for name in sorted(wanted):
+            validate(name, wanted[name])
+            if name not in state:
+                if skip_missing:
+                    missing.append(name)
+                    continue
+                raise KsmError(
+                    '%s is not available on this kernel (%s): %s/%s does not exist (it came with Linux %s'
+                    '%s). Leave it out, or set skip_missing=true to skip such knobs with a warning.'
+                    % (name, kernel_release(), self.io.root, name, CATALOGUE[name].since,
+                       ', and needs a kernel built with NUMA' if name == 'merge_across_nodes' else ''),
+                    knob=name)
+        wanted = dict((k, v) for k, v in wanted.items() if k not in missing)
+
+        mode = wanted.get('advisor_mode', state.get('advisor_mode', 'none'))
+        if 'pages_to_scan' in wanted and mode == 'scan-time':
+            raise KsmError(
+                'pages_to_scan=%s cannot be set while advisor_mode is scan-time: the kernel advisor owns '
+                'pages_to_scan and the kernel refuses the write (EINVAL). Set advisor_mode=none to set '
+                'pages_to_scan by hand, or leave pages_to_scan out.' % wanted['pages_to_scan'],
+                knob='pages_to_scan', value=wanted['pages_to_scan'])
+
+        predicted = dict(state)
+        writes = []
+        for name in WRITE_ORDER:
+            if name not in wanted or same(name, predicted.get(name), wanted[name]):
+                continue
+            writes.append((name, wanted[name]))
+            self._predict(predicted, name, wanted[name])
+        return writes, missing
+
+    @staticmethod
+    def _predict(predicted, name, value):
+        """The kernel's side effects of one write, so later comparisons see what will really be there."""
+        if name == 'advisor_mode' and predicted.get(name) != value:
+            predicted['pages_to_scan'] = (predicted.get('advisor_min_pages_to_scan')
+                                          if value == 'scan-time' else PAGES_TO_SCAN_AFTER_ADVISOR_OFF)
+        if name == 'run' and value == 2:
+            for counter in ('pages_shared', 'pages_sharing', 'ksm_zero_pages'):
+                if counter in predicted:
+                    predicted[counter] = 0
+        predicted[name] = value
+
+    @staticmethod
+    def blocked_by_sharing(state, writes):
+        """Knobs among writes that the kernel refuses (EBUSY) while pages are shared."""
+        if not state.get('pages_shared'):
+            return []
+        return [name for name, dummy in writes if CATALOGUE[name].busy_while_shared]
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, name, value, state=None):
+        """One write, with the kernel's error translated. state gives context for the message."""
+        if not self.io.exists(name):
+            # Opening a missing name in sysfs for writing says EACCES, which would mislead.
+            raise KsmError('Cannot set %s=%s: %s/%s does not exist on this kernel'
+                           % (name, encode(name, value), self.io.root, name), knob=name, value=value)
+        try:
+            self.io.write(name, encode(name, value))
+        except (IOError, OSError) as err:
+            raise KsmError('Cannot set %s=%s: %s' % (name, encode(name, value),
+                                                     _explain(name, value, err, state or {})),
+                           knob=name, value=value, errno=err.errno)
+
+    def apply(self, writes, state):
+        """Perform writes in order. If one fails, undo the ones already made, newest first, and raise.
+
+        Validation and planning catch what can be known in advance; this covers what cannot (a race
+        with another writer, EBUSY from stale stable nodes, a security module), so a task never leaves
+        a half-applied change behind.
+        """
+        done = []
+        for name, value in writes:
+            try:
+                self.write(name, value, state)
+            except KsmError as err:
+                undone, not_undone = self._undo(done, state)
+                msg = err.msg
+                if undone:
+                    msg += ' Earlier writes of this task were undone: %s.' % ', '.join(undone)
+                if not_undone:
+                    msg += ' Could not undo: %s.' % ', '.join(not_undone)
+                raise KsmError(msg, **err.details)
+            done.append(name)
+        return done
+
+    def _undo(self, done, state):
+        undone, not_undone = [], []
+        for name in reversed(done):
+            previous = state.get(name)
+            try:
+                self.write(name, previous, state)
+                undone.append('%s=%s' % (name, encode(name, previous)))
+            except KsmError:
+                not_undone.append('%s (was %s)' % (name, encode(name, previous)))
+        return undone, not_undone
+
+    # -- unmerging ------------------------------------------------------------------------------
+    def unmerge(self, state):
+        """Unmerge every KSM page (run=2). The write is synchronous: when it returns, it is done.
+
+        Returns the seconds it took. Raises KsmError saying what state the kernel was left in.
+        """
+        if state.get('run') == 2:
+            # Writing the value in effect is a no-op for the kernel; 0 then 2 forces a new unmerge.
+            self.write('run', 0, state)
+        started = time.time()
+        self.write('run', 2, state)
+        return time.time() - started
+
+
+# ---------------------------------------------------------------------------------------------------
+# Memory: what an unmerge needs and what the host has
+
+def page_size():
+    return os.sysconf('SC_PAGE_SIZE')
+
+
+def unmerge_cost(state, page_bytes=None):
+    """Bytes an unmerge allocates: a private copy for every sharing mapping and KSM zero-page mapping."""
+    pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
+    return pages * (page_bytes or page_size())
+
+
+def read_meminfo(path='/proc/meminfo'):
+    """/proc/meminfo as {field: bytes}."""
+    info = {}
+    with open(path) as handle:
+        for line in handle:
+            field, dummy, rest = line.partition(':')
+            parts = rest.split()
+            if not parts:
+                continue
+            try:
+                number = int(parts[0])
+            except ValueError:
+                continue
+            info[field] = number * 1024 if len(parts) > 1 and parts[1] == 'kB' else number
+    return info
+
+
+def parse_margin(text, mem_total):
+    """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0")."""
+    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|[kKmMgGtT]?i?[bB]?)\s*$', str(text))
+    if not match:
+        raise KsmError('Invalid memory margin %r: expected a percentage of total memory such as "5%%" '
+                       'or a size such as "512M" or "2G"' % (text,), option='memory_margin')
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == '%':
+        if number > 100:
+            raise KsmError('Invalid memory margin %r: a percentage cannot exceed 100%%' % (text,),
+                           option='memory_margin')
+        return int(mem_total * number / 100)
+    letter = unit[:1].lower()
+    scale = {'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}.get(letter, 1)
+    return int(number * scale)
+
+
+def unmerge_budget(meminfo, margin_bytes):
+    """Memory an unmerge may use: MemAvailable plus free swap, less the safety margin."""
+    return meminfo.get('MemAvailable', meminfo.get('MemFree', 0)) + meminfo.get('SwapFree', 0) - margin_bytes
+
+
+def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None):
+    """Raise KsmError with both figures if an unmerge would not fit in memory; return (needed, budget)."""
+    needed = unmerge_cost(state, page_bytes)
+    budget = unmerge_budget(meminfo, margin_bytes)
+    if needed > budget:
+        raise KsmError(
+            'Refusing to unmerge: it needs %s (pages_sharing=%s + ksm_zero_pages=%s pages) but only %s may '
+            'be used (MemAvailable %s + SwapFree %s - safety margin %s). Unmerging now could make the OOM '
+            'killer end guests. Free memory first, lower memory_margin, or set force=true to unmerge anyway.'
+            % (human_bytes(needed), state.get('pages_sharing', 0), state.get('ksm_zero_pages', 0),
+               human_bytes(max(budget, 0)), human_bytes(meminfo.get('MemAvailable', 0)),
+               human_bytes(meminfo.get('SwapFree', 0)), human_bytes(margin_bytes)),
+            needed_bytes=needed, budget_bytes=budget)
+    return needed, budget
+
+
+def human_bytes(number):
+    number = float(number)
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if abs(number) < 1024 or unit == 'TiB':
+            return ('%d %s' % (number, unit)) if unit == 'B' else ('%.1f %s' % (number, unit))
+        number /= 1024
+    return '%d B' % number  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host facts that decide KSM policy
+
+def kernel_release():
+    return os.uname()[2]
+
+
+def parse_cpulist(text):
+    """Kernel list format ("0-1,4") as a sorted list of integers."""
+    nodes = set()
+    for part in text.strip().split(','):
+        if not part:
+            continue
+        first, dummy, last = part.partition('-')
+        nodes.update(range(int(first), int(last or first) + 1))
+    return sorted(nodes)
+
+
+def numa_nodes_with_memory(node_dir=NODE_DIR):
+    """NUMA nodes that hold memory. A kernel without NUMA has one node, 0."""
+    path = os.path.join(node_dir, 'has_memory')
+    if not os.path.exists(path):
+        path = os.path.join(node_dir, 'has_normal_memory')
+    try:
+        with open(path) as handle:
+            return parse_cpulist(handle.read()) or [0]
+    except (IOError, OSError):
+        return [0]
+
+
+def merge_across_nodes_for(policy, nodes):
+    """The merge_across_nodes value a NUMA merge policy means on a host with these memory nodes.
+
+    auto keeps a separate tree per node (0) where more than one node holds memory, so KSM never places
+    the single copy of a page on a remote node; one node has nothing to separate (1).
+    """
+    if policy == 'always':
+        return 1
+    if policy == 'never':
+        return 0
+    if policy == 'auto':
+        return 0 if len(nodes) > 1 else 1
+    raise KsmError('Invalid NUMA merge policy %r: expected auto, always or never' % (policy,),
+                   option='merge_across_nodes')
+
+
+def running_processes(proc_dir=PROC_DIR):
+    """{pid: command name} of the processes running now. Processes that exit mid-read are skipped."""
+    result = {}
+    for entry in os.listdir(proc_dir):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc_dir, entry, 'comm')) as handle:
+                result[int(entry)] = handle.read().strip()
+        except (IOError, OSError):
+            continue
+    return result
+
+
+def competing_managers(names, processes=None):
+    """Running programs that will overwrite some of the given knobs: {program: [knobs]}."""
+    if processes is None:
+        processes = running_processes()
+    commands = set(processes.values())
+    found = {}
+    for program, knobs in COMPETING_MANAGERS.items():
+        overlap = [name for name in knobs if name in names]
+        if program in commands and overlap:
+            found[program] = overlap
+    return found
+
+
+def _parse_ksm_stat(text):
+    stats = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        key, value = parts
+        if value in ('yes', 'no'):
+            stats[key] = value == 'yes'
+        else:
+            try:
+                stats[key] = int(value)
+            except ValueError:
+                stats[key] = value
+    return stats
+
+
+def process_savings(limit=None, proc_dir=PROC_DIR, page_bytes=None):
+    """KSM figures per process, largest merging first.
+
+    Uses /proc/<pid>/ksm_stat (6.1+; fields grow with the kernel) or /proc/<pid>/ksm_merging_pages
+    (5.19+). Only processes that take part in KSM are listed (merged pages, rmap items or opted in).
+    A process that exits while it is read is skipped.
+    """
+    page_bytes = page_bytes or page_size()
+    rows = []
+    for entry in os.listdir(proc_dir):
+        if not entry.isdigit():
+            continue
+        base = os.path.join(proc_dir, entry)
+        try:
+            stats = {}
+            try:
+                with open(os.path.join(base, 'ksm_stat')) as handle:
+                    stats = _parse_ksm_stat(handle.read())
+            except (IOError, OSError) as err:
+                if err.errno != errno.ENOENT:
+                    raise
+                with open(os.path.join(base, 'ksm_merging_pages')) as handle:
+                    stats = {'ksm_merging_pages': int(handle.read().strip() or 0)}
+            with open(os.path.join(base, 'comm')) as handle:
+                command = handle.read().strip()
+        except (IOError, OSError, ValueError):
+            continue  # gone, a kernel thread, or a kernel without per-process KSM files
+        merging = stats.get('ksm_merging_pages', 0)
+        if not (merging or stats.get('ksm_rmap_items') or stats.get('ksm_zero_pages')
+                or stats.get('ksm_mergeable') or stats.get('ksm_merge_any')):
+            continue
+        row = {
+            'pid': int(entry),
+            'command': command,
+            'merging_pages': merging,
+            'merging_bytes': merging * page_bytes,
+        }
+        for key, field in (('ksm_rmap_items', 'rmap_items'), ('ksm_zero_pages', 'zero_pages'),
+                           ('ksm_process_profit', 'profit'), ('ksm_mergeable', 'mergeable'),
+                           ('ksm_merge_any', 'merge_any')):
+            if key in stats:
+                row[field] = stats[key]
+        rows.append(row)
+    rows.sort(key=lambda row: (-row['merging_pages'], -row.get('profit', 0), row['pid']))
+    return rows if limit is None else rows[:limit]
