@@ -26,6 +26,7 @@ import time
 KSM_DIR = '/sys/kernel/mm/ksm'
 PROC_DIR = '/proc'
 NODE_DIR = '/sys/devices/system/node'
+MEMINFO = '/proc/meminfo'
 
 UINT_MAX = 2 ** 32 - 1
 ULONG_MAX = 2 ** 64 - 1
@@ -443,6 +444,47 @@ class Ksm:
         self.write('run', 2, state)
         return time.time() - started
 
+    def unmerge_verified(self, state):
+        """Unmerge every KSM page, read the state back and check that nothing is left shared.
+
+        Returns (seconds, state after). Raises KsmError saying what the kernel left behind: when the
+        write fails (ENOMEM, a signal) the kernel has set run=0 with the job half done, and the message
+        adds the counters read back afterwards; when the write succeeds but pages are still shared, the
+        message names them.
+        """
+        try:
+            seconds = self.unmerge(state)
+        except KsmError as err:
+            raise KsmError('%s %s' % (err.msg, self._left_behind()), **err.details)
+        after = self.read_state()
+        left = sharing_left(after)
+        if left:
+            raise KsmError(
+                'The unmerge (run=2) returned success but KSM pages are still shared afterwards (%s, '
+                'run=%s): another writer of %s/run may have started ksmd again (ksmtuned?).'
+                % (', '.join('%s=%s' % item for item in left), after.get('run'), self.io.root),
+                remaining=dict(left))
+        return seconds, after
+
+    def _left_behind(self):
+        """The state after a failed unmerge, as a sentence for the error message."""
+        try:
+            after = self.read_state()
+        except KsmError as err:
+            return 'The state could not be read back afterwards: %s' % err.msg
+        return 'Read back afterwards: run=%s, %s.' % (
+            after.get('run'), ', '.join('%s=%s' % (name, after[name]) for name in SHARING_COUNTERS
+                                        if name in after))
+
+
+# Counters that must all read 0 once everything is unmerged.
+SHARING_COUNTERS = ('pages_shared', 'pages_sharing', 'ksm_zero_pages')
+
+
+def sharing_left(state):
+    """[(counter, value)] of the sharing counters that are not 0: empty when nothing is merged."""
+    return [(name, state[name]) for name in SHARING_COUNTERS if state.get(name)]
+
 
 # ---------------------------------------------------------------------------------------------------
 # Memory: what an unmerge needs and what the host has
@@ -457,10 +499,10 @@ def unmerge_cost(state, page_bytes=None):
     return pages * (page_bytes or page_size())
 
 
-def read_meminfo(path='/proc/meminfo'):
+def read_meminfo(path=None):
     """/proc/meminfo as {field: bytes}."""
     info = {}
-    with open(path) as handle:
+    with open(path or MEMINFO) as handle:
         for line in handle:
             field, dummy, rest = line.partition(':')
             parts = rest.split()
@@ -539,8 +581,9 @@ def parse_cpulist(text):
     return sorted(nodes)
 
 
-def numa_nodes_with_memory(node_dir=NODE_DIR):
+def numa_nodes_with_memory(node_dir=None):
     """NUMA nodes that hold memory. A kernel without NUMA has one node, 0."""
+    node_dir = node_dir or NODE_DIR
     path = os.path.join(node_dir, 'has_memory')
     if not os.path.exists(path):
         path = os.path.join(node_dir, 'has_normal_memory')
@@ -567,8 +610,9 @@ def merge_across_nodes_for(policy, nodes):
                    option='merge_across_nodes')
 
 
-def running_processes(proc_dir=PROC_DIR):
+def running_processes(proc_dir=None):
     """{pid: command name} of the processes running now. Processes that exit mid-read are skipped."""
+    proc_dir = proc_dir or PROC_DIR
     result = {}
     for entry in os.listdir(proc_dir):
         if not entry.isdigit():
@@ -601,6 +645,7 @@ def _parse_ksm_stat(text):
         if len(parts) != 2:
             continue
         key, value = parts
+        key = key.rstrip(':')  # "ksm_merge_any: yes" (6.14+) has a colon, the numeric lines do not
         if value in ('yes', 'no'):
             stats[key] = value == 'yes'
         else:
@@ -611,7 +656,16 @@ def _parse_ksm_stat(text):
     return stats
 
 
-def process_savings(limit=None, proc_dir=PROC_DIR, page_bytes=None):
+PER_PROCESS_FILES = ('ksm_stat', 'ksm_merging_pages')
+
+
+def per_process_files(proc_dir=None):
+    """Which per-process KSM files this kernel has (looked up on /proc/self)."""
+    base = os.path.join(proc_dir or PROC_DIR, 'self')
+    return [name for name in PER_PROCESS_FILES if os.path.exists(os.path.join(base, name))]
+
+
+def process_savings(limit=None, proc_dir=None, page_bytes=None):
     """KSM figures per process, largest merging first.
 
     Uses /proc/<pid>/ksm_stat (6.1+; fields grow with the kernel) or /proc/<pid>/ksm_merging_pages
@@ -619,6 +673,7 @@ def process_savings(limit=None, proc_dir=PROC_DIR, page_bytes=None):
     A process that exits while it is read is skipped.
     """
     page_bytes = page_bytes or page_size()
+    proc_dir = proc_dir or PROC_DIR
     rows = []
     for entry in os.listdir(proc_dir):
         if not entry.isdigit():
@@ -632,8 +687,10 @@ def process_savings(limit=None, proc_dir=PROC_DIR, page_bytes=None):
             except (IOError, OSError) as err:
                 if err.errno != errno.ENOENT:
                     raise
+            if 'ksm_merging_pages' not in stats:
+                # 5.19-6.0 have no ksm_stat; 6.1-6.3 have one without ksm_merging_pages.
                 with open(os.path.join(base, 'ksm_merging_pages')) as handle:
-                    stats = {'ksm_merging_pages': int(handle.read().strip() or 0)}
+                    stats['ksm_merging_pages'] = int(handle.read().strip() or 0)
             with open(os.path.join(base, 'comm')) as handle:
                 command = handle.read().strip()
         except (IOError, OSError, ValueError):
