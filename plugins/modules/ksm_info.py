@@ -1,0 +1,328 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: ksm_info
+short_description: Report Kernel Same-page Merging (KSM) settings, counters, savings and top processes
+version_added: 0.1.0
+description:
+  - Reads every file of C(/sys/kernel/mm/ksm) and reports the writable knobs, the read-only counters,
+    what this kernel offers, the memory KSM saves, and the processes whose memory is merged the most.
+  - Read-only. Nothing on the host is ever changed.
+  - A host whose kernel has no KSM is not an error (fleets mix hosts) - the module returns
+    RV(available=false) with a message saying so.
+  - Per-process figures come from C(/proc/<pid>/ksm_stat) (Linux 6.1 and newer) or
+    C(/proc/<pid>/ksm_merging_pages) (5.19 and newer). A process that exits while it is being read is
+    skipped. Without root only the processes of the connecting user can be read.
+options:
+  max_processes:
+    description:
+      - How many processes to list in RV(processes), those with the most merged pages first.
+      - V(0) skips the scan of C(/proc) altogether.
+    type: int
+    default: 10
+extends_documentation_fragment:
+  - samepage.ksm._ksm.attributes
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads, so it behaves the same in check mode.
+  diff_mode:
+    support: N/A
+    details: The module never changes anything, so there is nothing to show.
+  idempotent:
+    support: full
+seealso:
+  - module: samepage.ksm.ksm_sysfs
+  - module: samepage.ksm.ksm_unmerge
+  - name: Kernel Samepage Merging (admin guide)
+    description: What each file of /sys/kernel/mm/ksm means.
+    link: https://docs.kernel.org/admin-guide/mm/ksm.html
+author:
+  - samepage.ksm contributors
+'''
+
+EXAMPLES = r'''
+- name: Read the KSM state of every KVM host
+  samepage.ksm.ksm_info:
+  register: ksm
+
+- name: Report the memory KSM saves
+  ansible.builtin.debug:
+    msg: >-
+      {{ inventory_hostname }} saves {{ ksm.savings.bytes_saved | human_readable }}
+      (ratio {{ ksm.savings.sharing_ratio }})
+  when: ksm.available
+
+- name: Show the five processes with the most merged memory
+  samepage.ksm.ksm_info:
+    max_processes: 5
+  register: ksm_top
+
+- name: List them
+  ansible.builtin.debug:
+    msg: "{{ item.pid }} {{ item.command }}: {{ item.merging_bytes | human_readable }}"
+  loop: "{{ ksm_top.processes }}"
+
+- name: Settings and counters only, without scanning /proc
+  samepage.ksm.ksm_info:
+    max_processes: 0
+  register: ksm_quick
+
+- name: Warn where ksmtuned would overwrite the settings
+  ansible.builtin.debug:
+    msg: "ksmtuned runs here and rewrites {{ ksm_quick.competing_managers.ksmtuned | join(', ') }}"
+  when: "'ksmtuned' in ksm_quick.competing_managers"
+'''
+
+RETURN = r'''
+available:
+  description: Whether this kernel has KSM (C(/sys/kernel/mm/ksm) exists).
+  returned: always
+  type: bool
+  sample: true
+msg:
+  description: Why nothing else is reported.
+  returned: when RV(available) is false
+  type: str
+  sample: "/sys/kernel/mm/ksm does not exist: this kernel has no KSM (built without CONFIG_KSM)"
+settings:
+  description:
+    - Every writable knob this kernel has, typed (integers, booleans, strings for C(advisor_mode)).
+    - Knobs that a kernel lacks are absent (for example the C(advisor_*) knobs before Linux 6.8).
+  returned: always
+  type: dict
+  sample:
+    run: 1
+    pages_to_scan: 100
+    sleep_millisecs: 20
+    merge_across_nodes: 1
+    max_page_sharing: 256
+    use_zero_pages: false
+    smart_scan: true
+    stable_node_chains_prune_millisecs: 2000
+    advisor_mode: none
+    advisor_max_cpu: 70
+    advisor_min_pages_to_scan: 500
+    advisor_max_pages_to_scan: 30000
+    advisor_target_scan_time: 200
+counters:
+  description:
+    - Every read-only file, as integers. Files this collection does not know (from kernels newer than
+      it) are included as the text the kernel prints.
+  returned: always
+  type: dict
+  sample:
+    pages_shared: 1024
+    pages_sharing: 15360
+    pages_unshared: 120
+    pages_volatile: 4
+    full_scans: 12
+    stable_node_chains: 0
+    stable_node_dups: 0
+    general_profit: 62410752
+    ksm_zero_pages: 0
+    pages_scanned: 1903720
+    pages_skipped: 2210
+capabilities:
+  description: What this host and kernel offer.
+  returned: always
+  type: dict
+  contains:
+    knobs:
+      description: Names of all files in C(/sys/kernel/mm/ksm), sorted.
+      type: list
+      elements: str
+      sample: [advisor_max_cpu, advisor_mode, full_scans, general_profit, pages_shared, run]
+    kernel_release:
+      description: The running kernel (C(uname -r)).
+      type: str
+      sample: 6.1.0-31-amd64
+    numa_nodes_with_memory:
+      description: NUMA nodes that hold memory (one node, V(0), on hosts without NUMA).
+      type: list
+      elements: int
+      sample: [0, 1]
+    page_size:
+      description: Page size in bytes.
+      type: int
+      sample: 4096
+    advisor:
+      description: Whether the kernel has the scan-time advisor (C(advisor_mode), Linux 6.8 and newer).
+      type: bool
+      sample: false
+    per_process:
+      description: Which per-process KSM files C(/proc/<pid>/) offers on this kernel.
+      type: list
+      elements: str
+      sample: [ksm_stat, ksm_merging_pages]
+savings:
+  description: Figures derived from the counters.
+  returned: when RV(available) is true
+  type: dict
+  contains:
+    bytes_saved:
+      description: C(pages_sharing) times the page size - about the memory KSM saves.
+      type: int
+      sample: 62914560
+    zero_pages_bytes:
+      description: Memory of empty pages merged into the kernel zero page (C(ksm_zero_pages) times the
+        page size; V(0) where the kernel has no such counter).
+      type: int
+      sample: 0
+    general_profit:
+      description: The kernel's own figure, in bytes - what is saved minus the metadata KSM spends.
+        Can be negative.
+      type: int
+      returned: when the kernel has C(general_profit) (Linux 6.4 and newer)
+      sample: 62410752
+    sharing_ratio:
+      description: C(pages_sharing) / C(pages_shared), rounded to two decimals; null while nothing
+        is shared.
+      type: float
+      sample: 15.0
+processes:
+  description:
+    - Processes that take part in KSM, the most merged pages first, at most O(max_processes).
+    - Empty when O(max_processes=0), when KSM is not available, or when the kernel has no per-process files.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Process id.
+      type: int
+      sample: 2811
+    command:
+      description: Command name (C(/proc/<pid>/comm)).
+      type: str
+      sample: qemu-system-x86
+    merging_pages:
+      description: Pages of this process that are merged.
+      type: int
+      sample: 15360
+    merging_bytes:
+      description: RV(processes[].merging_pages) times the page size.
+      type: int
+      sample: 62914560
+    rmap_items:
+      description: KSM reverse-map items of the process.
+      type: int
+      returned: when the kernel has C(/proc/<pid>/ksm_stat)
+      sample: 16512
+    zero_pages:
+      description: Pages of the process merged into the kernel zero page.
+      type: int
+      returned: on Linux 6.5 and newer
+      sample: 0
+    profit:
+      description: Bytes KSM saves on this process, less its metadata (can be negative).
+      type: int
+      returned: on Linux 6.4 and newer
+      sample: 62386176
+    mergeable:
+      description: Whether the process has memory registered for merging.
+      type: bool
+      returned: on Linux 6.14 and newer
+      sample: true
+    merge_any:
+      description: Whether the process opted in as a whole (C(prctl PR_SET_MEMORY_MERGE), systemd C(MemoryKSM=)).
+      type: bool
+      returned: on Linux 6.14 and newer
+      sample: false
+  sample:
+    - pid: 2811
+      command: qemu-system-x86
+      merging_pages: 15360
+      merging_bytes: 62914560
+      rmap_items: 16512
+      zero_pages: 0
+      profit: 62386176
+competing_managers:
+  description: Programs running now that rewrite KSM knobs behind Ansible's back, with the knobs each rewrites.
+  returned: always
+  type: dict
+  sample:
+    ksmtuned: [run, pages_to_scan, sleep_millisecs]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+
+
+def split_state(state):
+    """(settings, counters) of a state read from the kernel."""
+    managed = set(_ksm.WRITE_ORDER) | set(knob.name for knob in _ksm.LEGACY_KNOBS)
+    settings = dict((name, value) for name, value in state.items() if name in managed)
+    counters = dict((name, value) for name, value in state.items() if name not in managed)
+    return settings, counters
+
+
+def savings(state, page_bytes):
+    result = {
+        'bytes_saved': int(state.get('pages_sharing', 0)) * page_bytes,
+        'zero_pages_bytes': int(state.get('ksm_zero_pages', 0)) * page_bytes,
+        'sharing_ratio': None,
+    }
+    if 'general_profit' in state:
+        result['general_profit'] = state['general_profit']
+    if state.get('pages_shared'):
+        result['sharing_ratio'] = round(float(state.get('pages_sharing', 0)) / state['pages_shared'], 2)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            max_processes=dict(type='int', default=10),
+        ),
+        supports_check_mode=True,
+    )
+    limit = module.params['max_processes']
+    if limit < 0:
+        module.fail_json(msg='Invalid value %d for max_processes: expected 0 (no process scan) or more' % limit)
+
+    ksm = _ksm.Ksm()
+    page_bytes = _ksm.page_size()
+    capabilities = {
+        'knobs': [],
+        'kernel_release': _ksm.kernel_release(),
+        'numa_nodes_with_memory': _ksm.numa_nodes_with_memory(),
+        'page_size': page_bytes,
+        'advisor': False,
+        'per_process': _ksm.per_process_files(),
+    }
+    result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
+                  processes=[], competing_managers={})
+    try:
+        ksm.require()
+    except _ksm.KsmUnavailable as err:
+        result['msg'] = err.msg
+        module.exit_json(**result)
+    try:
+        state = ksm.read_state()
+        result['available'] = True
+        result['settings'], result['counters'] = split_state(state)
+        capabilities['knobs'] = sorted(state)
+        capabilities['advisor'] = 'advisor_mode' in state
+        result['savings'] = savings(state, page_bytes)
+        if limit:
+            result['processes'] = _ksm.process_savings(limit=limit, page_bytes=page_bytes)
+        result['competing_managers'] = _ksm.competing_managers(_ksm.WRITE_ORDER)
+    except _ksm.KsmError as err:
+        module.fail_json(msg=err.msg, **result)
+    except (IOError, OSError) as err:
+        module.fail_json(msg='Cannot read the KSM state: %s' % err, **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
