@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""ksm_info against the fake kernel and a fake /proc: what it reports, and that it never writes."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.samepage.ksm.plugins.modules import ksm_info
+from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import FILES_6_1, FILES_6_18, PAGE_SIZE
+from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
+from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
+
+# /proc/<pid>/ksm_stat as each kernel prints it
+STAT_6_1 = ('ksm_rmap_items',)
+STAT_6_5 = ('ksm_rmap_items', 'ksm_zero_pages', 'ksm_merging_pages', 'ksm_process_profit')
+
+
+def info(args=None, check_mode=False):
+    return run_main(ksm_info.main, args, check_mode=check_mode)
+
+
+def test_kernel_without_ksm_is_reported_not_failed(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='absent', per_process=())
+    result = info()
+    assert result['failed'] is False
+    assert result['changed'] is False
+    assert result['available'] is False
+    assert 'no KSM' in result['msg'] and '/sys/kernel/mm/ksm' in result['msg']
+    assert result['settings'] == {} and result['counters'] == {} and result['processes'] == []
+    assert 'savings' not in result
+    assert result['capabilities']['knobs'] == []
+    assert result['capabilities']['kernel_release'] == '6.18.44'
+    assert result['capabilities']['per_process'] == []
+    assert host.kernel.writes == []
+
+
+def test_6_18_settings_counters_capabilities_and_savings(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='6.18', kernel_release='6.18.44-fc', run=1)
+    host.kernel.share(pages_shared=100, pages_sharing=1500, ksm_zero_pages=20)
+    result = info()
+    assert result['failed'] is False and result['changed'] is False
+    assert result['available'] is True
+    assert 'msg' not in result
+
+    settings = result['settings']
+    assert settings['run'] == 1
+    assert settings['advisor_mode'] == 'none'
+    assert settings['smart_scan'] is True and settings['use_zero_pages'] is False
+    assert settings['pages_to_scan'] == 100 and settings['merge_across_nodes'] == 1
+    assert len(settings) == 13
+    counters = result['counters']
+    assert counters['pages_shared'] == 100 and counters['pages_sharing'] == 1500
+    assert counters['general_profit'] == (1500 + 20) * PAGE_SIZE
+    assert set(settings) | set(counters) == set(FILES_6_18)
+    assert not set(settings) & set(counters)
+
+    capabilities = result['capabilities']
+    assert capabilities['knobs'] == sorted(FILES_6_18)
+    assert capabilities['kernel_release'] == '6.18.44-fc'
+    assert capabilities['numa_nodes_with_memory'] == [0]
+    assert capabilities['page_size'] == PAGE_SIZE
+    assert capabilities['advisor'] is True
+    assert capabilities['per_process'] == ['ksm_stat', 'ksm_merging_pages']
+
+    assert result['savings'] == {
+        'bytes_saved': 1500 * PAGE_SIZE,
+        'zero_pages_bytes': 20 * PAGE_SIZE,
+        'general_profit': (1500 + 20) * PAGE_SIZE,
+        'sharing_ratio': 15.0,
+    }
+    assert host.kernel.writes == []
+
+
+def test_6_1_has_no_advisor_no_general_profit_and_merging_pages_from_their_own_file(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='6.1', kernel_release='6.1.0-31-amd64', nodes='0-1')
+    host.kernel.share(pages_shared=3, pages_sharing=7)
+    # 6.1's ksm_stat has only rmap items; the merged pages are in ksm_merging_pages (5.19+)
+    host.add_process(2811, 'qemu-system-x86', ksm_stat={'ksm_rmap_items': 900}, merging_pages=7)
+    result = info()
+    assert result['failed'] is False
+    assert result['capabilities']['advisor'] is False
+    assert result['capabilities']['knobs'] == sorted(FILES_6_1)
+    assert result['capabilities']['numa_nodes_with_memory'] == [0, 1]
+    assert 'advisor_mode' not in result['settings'] and 'smart_scan' not in result['settings']
+    assert 'general_profit' not in result['savings']
+    assert result['savings']['zero_pages_bytes'] == 0
+    assert result['savings']['sharing_ratio'] == round(7 / 3.0, 2)
+    assert result['processes'] == [{
+        'pid': 2811, 'command': 'qemu-system-x86', 'merging_pages': 7, 'merging_bytes': 7 * PAGE_SIZE,
+        'rmap_items': 900,
+    }]
+
+
+def test_5_19_without_ksm_stat_uses_ksm_merging_pages(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='4.x', per_process=('ksm_merging_pages',))
+    host.add_process(77, 'worker', merging_pages=12)
+    result = info()
+    assert result['capabilities']['per_process'] == ['ksm_merging_pages']
+    assert result['processes'] == [{'pid': 77, 'command': 'worker', 'merging_pages': 12,
+                                     'merging_bytes': 12 * PAGE_SIZE}]
+
+
+def test_nothing_shared_has_no_ratio(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    savings = info()['savings']
+    assert savings['sharing_ratio'] is None
+    assert savings['bytes_saved'] == 0 and savings['general_profit'] == 0
+
+
+def test_processes_largest_first_bounded_and_with_6_14_flags(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, run=1)
+    for pid, pages in ((101, 10), (102, 5000), (103, 300), (104, 0)):
+        host.add_process(pid, 'vm%d' % pid, ksm_stat={
+            'ksm_rmap_items': pages + 1, 'ksm_zero_pages': 0, 'ksm_merging_pages': pages,
+            'ksm_process_profit': pages * PAGE_SIZE - 64, 'ksm_merge_any': pid == 103, 'ksm_mergeable': True,
+        }, merging_pages=pages)
+    host.add_process(105, 'bash', ksm_stat={'ksm_rmap_items': 0, 'ksm_zero_pages': 0, 'ksm_merging_pages': 0,
+                                            'ksm_process_profit': 0, 'ksm_merge_any': False,
+                                            'ksm_mergeable': False}, merging_pages=0)
+    result = info({'max_processes': 3})
+    assert [row['pid'] for row in result['processes']] == [102, 103, 101]
+    top = result['processes'][0]
+    assert top == {'pid': 102, 'command': 'vm102', 'merging_pages': 5000, 'merging_bytes': 5000 * PAGE_SIZE,
+                   'rmap_items': 5001, 'zero_pages': 0, 'profit': 5000 * PAGE_SIZE - 64,
+                   'mergeable': True, 'merge_any': False}
+    assert result['processes'][1]['merge_any'] is True
+
+    everything = info({'max_processes': 100})['processes']
+    # a process that takes part (mergeable, rmap items) without merged pages is listed; bash is not
+    assert [row['pid'] for row in everything] == [102, 103, 101, 104]
+
+
+def test_max_processes_zero_skips_the_scan(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    host.add_process(102, 'vm', ksm_stat=dict.fromkeys(STAT_6_5, 9), merging_pages=9)
+    assert info({'max_processes': 0})['processes'] == []
+    assert len(info()['processes']) == 1
+
+
+def test_negative_max_processes_is_refused(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    result = info({'max_processes': -1})
+    assert result['failed'] is True
+    assert 'max_processes' in result['msg'] and '-1' in result['msg']
+
+
+def test_a_process_that_exits_mid_read_is_skipped(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    host.add_process(200, 'vm', ksm_stat=dict.fromkeys(STAT_6_5, 4), merging_pages=4)
+    host.add_vanished_process(201)
+    # gone between reading ksm_stat and comm
+    gone = host.add_process(202, 'vm', ksm_stat=dict.fromkeys(STAT_6_5, 8), merging_pages=8)
+    (gone / 'comm').unlink()
+    result = info()
+    assert result['failed'] is False
+    assert [row['pid'] for row in result['processes']] == [200]
+
+
+def test_kernel_threads_with_empty_ksm_stat_are_not_listed(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    base = host.add_process(2, 'kthreadd')
+    (base / 'ksm_stat').write_text('')           # no mm: the kernel prints nothing
+    (base / 'ksm_merging_pages').write_text('0\n')
+    assert info()['processes'] == []
+
+
+def test_competing_managers(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    assert info()['competing_managers'] == {}
+    host.add_process(900, 'ksmtuned')
+    assert info({'max_processes': 0})['competing_managers'] == {
+        'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs']}
+
+
+@pytest.mark.parametrize('preset', ['6.18', '6.1', 'absent'])
+def test_check_mode_reports_the_same_and_writes_nothing(tmp_path, monkeypatch, preset):
+    host = FakeHost(tmp_path, monkeypatch, preset=preset)
+    if preset != 'absent':
+        host.kernel.share(2, 10)
+    normal = info()
+    checked = info(check_mode=True)
+    assert checked == normal
+    assert checked['changed'] is False
+    assert host.kernel.writes == []
+
+
+def test_unreadable_file_fails_with_its_name(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+
+    def broken(name):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(host.kernel, 'read', broken)
+    result = info()
+    assert result['failed'] is True
+    assert '/sys/kernel/mm/ksm/' in result['msg'] and 'Input/output error' in result['msg']
