@@ -455,7 +455,7 @@ class Ksm:
         try:
             seconds = self.unmerge(state)
         except KsmError as err:
-            raise KsmError('%s %s' % (err.msg, self._left_behind()), **err.details)
+            raise KsmError('%s. %s' % (err.msg.rstrip('.'), self._left_behind()), **err.details)
         after = self.read_state()
         left = sharing_left(after)
         if left:
