@@ -538,18 +538,21 @@ def unmerge_budget(meminfo, margin_bytes):
     return meminfo.get('MemAvailable', meminfo.get('MemFree', 0)) + meminfo.get('SwapFree', 0) - margin_bytes
 
 
-def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None):
-    """Raise KsmError with both figures if an unmerge would not fit in memory; return (needed, budget)."""
+def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None, remedy='set force=true to unmerge anyway'):
+    """Raise KsmError with both figures if an unmerge would not fit in memory; return (needed, budget).
+
+    remedy ends the message: the way out the calling module offers besides freeing memory.
+    """
     needed = unmerge_cost(state, page_bytes)
     budget = unmerge_budget(meminfo, margin_bytes)
     if needed > budget:
         raise KsmError(
             'Refusing to unmerge: it needs %s (pages_sharing=%s + ksm_zero_pages=%s pages) but only %s may '
             'be used (MemAvailable %s + SwapFree %s - safety margin %s). Unmerging now could make the OOM '
-            'killer end guests. Free memory first, lower memory_margin, or set force=true to unmerge anyway.'
+            'killer end guests. Free memory first, lower memory_margin, or %s.'
             % (human_bytes(needed), state.get('pages_sharing', 0), state.get('ksm_zero_pages', 0),
                human_bytes(max(budget, 0)), human_bytes(meminfo.get('MemAvailable', 0)),
-               human_bytes(meminfo.get('SwapFree', 0)), human_bytes(margin_bytes)),
+               human_bytes(meminfo.get('SwapFree', 0)), human_bytes(margin_bytes), remedy),
             needed_bytes=needed, budget_bytes=budget)
     return needed, budget
 
