@@ -269,6 +269,10 @@ def _explain(name, value, err, state):
         return ('/sys is mounted read-only here (a container or a locked-down host): KSM can only be '
                 'changed on the host that owns the kernel')
     if code == errno.EBUSY:
+        if state.get('pages_shared') == 0:
+            return ('the kernel refuses to change it (EBUSY) although pages_shared=0: stable nodes left by '
+                    'processes that exited still exist; an unmerge (run=2: samepage.ksm.ksm_unmerge, or '
+                    'unmerge_if_busy=true) removes them')
         return ('the kernel refuses to change it while KSM pages are shared (pages_shared=%s); unmerge '
                 'first (samepage.ksm.ksm_unmerge), or let the task do it with unmerge_if_busy=true'
                 % state.get('pages_shared', '?'))
@@ -399,18 +403,19 @@ class Ksm:
                            knob=name, value=value, errno=err.errno)
 
     def apply(self, writes, state):
-        """Perform writes in order. If one fails, undo the ones already made, newest first, and raise.
+        """Perform writes in order. If one fails, put back what the earlier ones changed, and raise.
 
         Validation and planning catch what can be known in advance; this covers what cannot (a race
         with another writer, EBUSY from stale stable nodes, a security module), so a task never leaves
         a half-applied change behind.
         """
         done = []
+        made = []
         for name, value in writes:
             try:
                 self.write(name, value, state)
             except KsmError as err:
-                undone, not_undone = self._undo(done, state)
+                undone, not_undone = self._undo(made, state)
                 msg = err.msg
                 if undone:
                     msg += ' Earlier writes of this task were undone: %s.' % ', '.join(undone)
@@ -418,15 +423,33 @@ class Ksm:
                     msg += ' Could not undo: %s.' % ', '.join(not_undone)
                 raise KsmError(msg, **err.details)
             done.append(name)
+            made.append((name, value))
         return done
 
-    def _undo(self, done, state):
+    def _undo(self, made, state):
+        """Put back what the writes made changed, in the kernel's order (like a plan of its own).
+
+        Changing advisor_mode also reset pages_to_scan, so that is put back too when the mode returns
+        to none; when it returns to scan-time the advisor owns pages_to_scan (the kernel refuses the
+        write) and restarts it from advisor_min_pages_to_scan, which is restored before the mode.
+        """
+        now = dict(state)
+        for name, value in made:
+            self._predict(now, name, value)
+        restore = dict((name, state[name]) for name, dummy in made if name in state)
+        if 'advisor_mode' in restore and 'pages_to_scan' in state:
+            restore['pages_to_scan'] = state['pages_to_scan']
+        if state.get('advisor_mode') == 'scan-time':
+            restore.pop('pages_to_scan', None)
         undone, not_undone = [], []
-        for name in reversed(done):
-            previous = state.get(name)
+        for name in WRITE_ORDER:
+            if name not in restore or now.get(name) == restore[name]:
+                continue
+            previous = restore[name]
             try:
                 self.write(name, previous, state)
                 undone.append('%s=%s' % (name, encode(name, previous)))
+                self._predict(now, name, previous)
             except KsmError:
                 not_undone.append('%s (was %s)' % (name, encode(name, previous)))
         return undone, not_undone
@@ -518,7 +541,7 @@ def read_meminfo(path=None):
 
 def parse_margin(text, mem_total):
     """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0")."""
-    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|[kKmMgGtT]?i?[bB]?)\s*$', str(text))
+    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|(?:[kKmMgGtT]i?)?[bB]?)\s*$', str(text))
     if not match:
         raise KsmError('Invalid memory margin %r: expected a percentage of total memory such as "5%%" '
                        'or a size such as "512M" or "2G"' % (text,), option='memory_margin')
