@@ -150,7 +150,7 @@ class BootConfig:
             with open(self.unit_path, 'rb') as handle:
                 return handle.read().decode('utf-8', 'replace')
         except (IOError, OSError) as err:
-            if err.errno == errno.ENOENT:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise _ksm.KsmError('Cannot read the boot configuration %s: %s' % (self.unit_path, err.strerror))
 

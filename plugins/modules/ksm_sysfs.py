@@ -472,7 +472,7 @@ class SysfsTask:
     def run(self):
         params = self.params
         result = self.result
-        _ksm.parse_margin(params['memory_margin'], 0)   # its syntax, before anything else
+        self.margin(0)   # its syntax, before anything else
 
         state = self.ksm.read_state()
         nodes = _ksm.numa_nodes_with_memory()
@@ -563,13 +563,19 @@ class SysfsTask:
                 % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
                    _ksm.human_bytes(_ksm.unmerge_cost(state))))
 
+    def margin(self, mem_total):
+        try:
+            return _ksm.parse_margin(self.params['memory_margin'], mem_total)
+        except _ksm.KsmError as err:
+            raise _ksm.KsmError('Option memory_margin: %s' % err.msg, **err.details)
+
     def check_memory(self, state):
         """The memory check an unmerge needs (as samepage.ksm.ksm_unmerge makes it); raises with both figures."""
         try:
             meminfo = _ksm.read_meminfo()
         except (IOError, OSError) as err:
             raise _ksm.KsmError('Cannot read the memory figures of the host: %s' % err)
-        margin = _ksm.parse_margin(self.params['memory_margin'], meminfo.get('MemTotal', 0))
+        margin = self.margin(meminfo.get('MemTotal', 0))
         try:
             return _ksm.check_unmerge_fits(
                 state, meminfo, margin,
