@@ -134,7 +134,7 @@ def real(ksm_host):
 
 @pytest.mark.parametrize('steps', [case[1] for case in CASES], ids=[case[0] for case in CASES])
 def test_fake_answers_like_the_kernel(real, steps):
-    io, preset, host = real
+    io, preset, dummy = real
     # knobs this generation lacks are left out (writing them is covered by 'not-writable')
     steps = [(name, data) for name, data in steps if name in PRESETS[preset] or name not in WRITABLE]
     fake = _fake_like(io, preset)

@@ -197,6 +197,8 @@ class FakeKsmKernel:
                          of memory or was interrupted (run becomes 0, counters unchanged)
       stale_stable_nodes True: merge_across_nodes/max_page_sharing changes fail with EBUSY even with
                          pages_shared == 0 (exited processes left stable nodes) until run=2
+      after_write        None or a callable(fake, name, data) run after each successful write: for what
+                         happens next on a live host (another writer, ksmd merging again)
     """
 
     def __init__(self, preset='6.18', mode=None, root='/sys/kernel/mm/ksm', **values):
@@ -218,6 +220,7 @@ class FakeKsmKernel:
         self.unmerge_error = None
         self.stale_stable_nodes = False
         self.unmerges = 0
+        self.after_write = None
         self._injected = {}
 
     # -- test helpers ------------------------------------------------------------------------------
@@ -293,10 +296,13 @@ class FakeKsmKernel:
             raise _error(errno.EACCES, self._path(name))
         self.writes.append((name, data))
         try:
-            return self._write(name, data)
+            written = self._write(name, data)
         except OSError as err:
             self.failures.append((name, data, err.errno))
             raise
+        if self.after_write is not None:
+            self.after_write(self, name, data)
+        return written
 
     def _write(self, name, data):
         if not data:

@@ -306,3 +306,13 @@ def test_settings_lists_only_writable_knobs():
     assert sorted(settings) == ['max_page_sharing', 'merge_across_nodes', 'pages_to_scan', 'run', 'sleep_millisecs',
                                 'stable_node_chains_prune_millisecs', 'use_zero_pages']
     assert settings['pages_to_scan'] == 100
+
+
+def test_after_write_runs_after_successful_writes_only():
+    fake = FakeKsmKernel()
+    seen = []
+    fake.after_write = lambda kernel_, name, data: seen.append((name, data, kernel_.read(name)))
+    fake.write('sleep_millisecs', '30')
+    with pytest.raises(OSError):
+        fake.write('run', '7')
+    assert seen == [('sleep_millisecs', '30', '30\n')]

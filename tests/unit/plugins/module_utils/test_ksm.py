@@ -165,7 +165,7 @@ def test_read_state_types_every_file():
 
 
 def test_read_state_of_debian_12_kernel():
-    fake, ksm = kernel('6.1')
+    dummy, ksm = kernel('6.1')
     state = ksm.read_state()
     assert len(state) == 14 and 'advisor_mode' not in state and 'smart_scan' not in state
 
@@ -201,7 +201,7 @@ def test_plan_order_matches_write_order_constant():
 
 
 def test_plan_of_the_current_values_is_empty():
-    fake, ksm = kernel()
+    dummy, ksm = kernel()
     state = ksm.read_state()
     wanted = dict((name, state[name]) for name in _ksm.WRITE_ORDER)
     assert ksm.plan(state, wanted) == ([], [])
@@ -259,7 +259,7 @@ def test_plan_validates_everything_before_anything_is_written():
 
 def test_plan_names_a_missing_knob_and_the_kernel(monkeypatch):
     monkeypatch.setattr(_ksm, 'kernel_release', lambda: '6.1.0-28-amd64')
-    fake, ksm = kernel('6.1')
+    dummy, ksm = kernel('6.1')
     err = error_of(ksm.plan, ksm.read_state(), {'smart_scan': True, 'sleep_millisecs': 10})
     assert err.msg.startswith('smart_scan is not available on this kernel (6.1.0-28-amd64)')
     assert '/sys/kernel/mm/ksm/smart_scan does not exist' in err.msg
@@ -269,13 +269,13 @@ def test_plan_names_a_missing_knob_and_the_kernel(monkeypatch):
 
 def test_plan_says_merge_across_nodes_needs_numa(monkeypatch):
     monkeypatch.setattr(_ksm, 'kernel_release', lambda: '6.18.0-nonuma')
-    fake, ksm = kernel('no-numa')
+    dummy, ksm = kernel('no-numa')
     err = error_of(ksm.plan, ksm.read_state(), {'merge_across_nodes': 0})
     assert 'merge_across_nodes' in err.msg and 'NUMA' in err.msg and '6.18.0-nonuma' in err.msg
 
 
 def test_plan_skips_missing_knobs_when_asked():
-    fake, ksm = kernel('6.1')
+    dummy, ksm = kernel('6.1')
     state = ksm.read_state()
     writes, missing = ksm.plan(state, {'smart_scan': True, 'advisor_mode': 'scan-time', 'sleep_millisecs': 10,
                                        'pages_to_scan': 300}, skip_missing=True)
@@ -285,13 +285,13 @@ def test_plan_skips_missing_knobs_when_asked():
 
 
 def test_plan_still_validates_skipped_knobs():
-    fake, ksm = kernel('6.1')
+    dummy, ksm = kernel('6.1')
     err = error_of(ksm.plan, ksm.read_state(), {'smart_scan': 'maybe'}, skip_missing=True)
     assert 'smart_scan' in err.msg and 'true or false' in err.msg
 
 
 def test_run_2_satisfies_run_0():
-    fake, ksm = kernel(run=2)
+    dummy, ksm = kernel(run=2)
     state = ksm.read_state()
     assert ksm.plan(state, {'run': 0}) == ([], [])
     assert ksm.plan(state, {'run': 1}) == ([('run', 1)], [])
@@ -310,7 +310,7 @@ def test_blocked_by_sharing():
 
 def test_apply_unprivileged(monkeypatch):
     monkeypatch.setattr(os, 'geteuid', lambda: 1000)
-    fake, ksm = kernel(mode='unprivileged')
+    dummy, ksm = kernel(mode='unprivileged')
     state = ksm.read_state()
     err = error_of(ksm.apply, [('sleep_millisecs', 30)], state)
     assert err.msg == ('Cannot set sleep_millisecs=30: permission denied: changing KSM needs root (run the task '
@@ -320,13 +320,13 @@ def test_apply_unprivileged(monkeypatch):
 
 def test_apply_denied_to_root(monkeypatch):
     monkeypatch.setattr(os, 'geteuid', lambda: 0)
-    fake, ksm = kernel(mode='unprivileged')
+    dummy, ksm = kernel(mode='unprivileged')
     err = error_of(ksm.apply, [('use_zero_pages', True)], ksm.read_state())
     assert err.msg.startswith('Cannot set use_zero_pages=1: permission denied by the kernel')
 
 
 def test_apply_read_only_sys():
-    fake, ksm = kernel(mode='readonly')
+    dummy, ksm = kernel(mode='readonly')
     err = error_of(ksm.apply, [('run', 1)], ksm.read_state())
     assert err.msg.startswith('Cannot set run=1: /sys is mounted read-only')
     assert err.details['errno'] == errno.EROFS
@@ -354,7 +354,7 @@ def test_apply_translates_what_the_kernel_refuses(name, value, code, reason):
 
 
 def test_apply_explains_einval_of_pages_to_scan_under_scan_time():
-    fake, ksm = kernel(advisor_mode='scan-time')
+    dummy, ksm = kernel(advisor_mode='scan-time')
     err = error_of(ksm.apply, [('pages_to_scan', 300)], ksm.read_state())
     assert 'Cannot set pages_to_scan=300: the scan-time advisor owns pages_to_scan' in err.msg
 
@@ -471,15 +471,12 @@ def test_rollback_reports_what_it_could_not_undo():
     fake, ksm = kernel()
     fake.stale_stable_nodes = True
     state = ksm.read_state()
-    original_write = fake.write
 
-    def write_then_break(name, data):
-        result = original_write(name, data)
-        if name == 'sleep_millisecs':
-            fake.inject('sleep_millisecs', errno.EPERM)   # a security module now says no
-        return result
+    def break_sleep(kernel_, name, data):
+        if (name, data) == ('sleep_millisecs', '50'):
+            kernel_.inject('sleep_millisecs', errno.EPERM)   # a security module now says no
 
-    fake.write = write_then_break
+    fake.after_write = break_sleep
     err = error_of(ksm.apply, [('sleep_millisecs', 50), ('stable_node_chains_prune_millisecs', 1000),
                                ('max_page_sharing', 512)], state)
     assert 'undone: stable_node_chains_prune_millisecs=2000' in err.msg
@@ -543,13 +540,12 @@ def test_unmerge_verified_reads_back_what_a_failure_left():
 def test_unmerge_verified_notices_pages_merged_again():
     fake, ksm = kernel(run=1)
     fake.share(pages_shared=10, pages_sharing=90)
-    store = fake._store_run
 
-    def store_then_merge_again(buf):     # another writer starts ksmd right after the unmerge
-        store(buf)
-        fake.share(pages_shared=1, pages_sharing=2)
+    def merge_again(kernel_, name, data):     # another writer starts ksmd right after the unmerge
+        if name == 'run' and data == '2':
+            kernel_.share(pages_shared=1, pages_sharing=2)
 
-    fake._store_run = store_then_merge_again
+    fake.after_write = merge_again
     err = error_of(ksm.unmerge_verified, ksm.read_state())
     assert 'still shared afterwards (pages_shared=1, pages_sharing=2' in err.msg
     assert err.details['remaining'] == {'pages_shared': 1, 'pages_sharing': 2}
