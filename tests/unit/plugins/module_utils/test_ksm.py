@@ -684,6 +684,9 @@ def proc(tmp_path):
     root.mkdir()
     # 6.1: ksm_stat has only rmap items; merged pages come from ksm_merging_pages
     make_proc(root, 100, {'comm': 'qemu-61\n', 'ksm_stat': 'ksm_rmap_items 12\n', 'ksm_merging_pages': '3\n'})
+    # 6.4: merged pages and profit in ksm_stat (no zero pages yet); ksm_merging_pages is not needed
+    make_proc(root, 250, {'comm': 'qemu-64\n',
+                          'ksm_stat': 'ksm_rmap_items 20\nksm_merging_pages 5\nksm_process_profit -8192\n'})
     # 6.5-6.13
     make_proc(root, 200, {'comm': 'qemu-system-x86\n',
                           'ksm_stat': 'ksm_rmap_items 50\nksm_zero_pages 4\nksm_merging_pages 40\n'
@@ -715,13 +718,15 @@ def proc(tmp_path):
 
 def test_process_savings(proc):
     rows = _ksm.process_savings(proc_dir=proc, page_bytes=PAGE)
-    assert [row['pid'] for row in rows] == [200, 400, 100, 300]
+    assert [row['pid'] for row in rows] == [200, 400, 250, 100, 300]
     assert rows[0] == {'pid': 200, 'command': 'qemu-system-x86', 'merging_pages': 40, 'merging_bytes': 40 * PAGE,
                        'rmap_items': 50, 'zero_pages': 4, 'profit': 159744}
     assert rows[1] == {'pid': 400, 'command': 'old-kernel', 'merging_pages': 7, 'merging_bytes': 7 * PAGE}
-    assert rows[2] == {'pid': 100, 'command': 'qemu-61', 'merging_pages': 3, 'merging_bytes': 3 * PAGE,
+    assert rows[2] == {'pid': 250, 'command': 'qemu-64', 'merging_pages': 5, 'merging_bytes': 5 * PAGE,
+                       'rmap_items': 20, 'profit': -8192}
+    assert rows[3] == {'pid': 100, 'command': 'qemu-61', 'merging_pages': 3, 'merging_bytes': 3 * PAGE,
                        'rmap_items': 12}
-    assert rows[3] == {'pid': 300, 'command': 'merge-any', 'merging_pages': 0, 'merging_bytes': 0,
+    assert rows[4] == {'pid': 300, 'command': 'merge-any', 'merging_pages': 0, 'merging_bytes': 0,
                        'rmap_items': 0, 'zero_pages': 0, 'profit': 0, 'mergeable': True, 'merge_any': True}
 
 
@@ -745,7 +750,7 @@ def test_per_process_files(proc, tmp_path):
 
 
 def test_running_processes(proc):
-    assert _ksm.running_processes(proc) == {100: 'qemu-61', 200: 'qemu-system-x86', 300: 'merge-any',
+    assert _ksm.running_processes(proc) == {100: 'qemu-61', 200: 'qemu-system-x86', 250: 'qemu-64', 300: 'merge-any',
                                             400: 'old-kernel', 2: 'kthreadd', 700: 'bash'}
 
 
