@@ -36,17 +36,17 @@ attributes:
   check_mode:
     support: full
     details:
-      - Nothing is run but C(systemctl show) (and C(systemctl is-enabled) where needed); RV(units) shows
-        the predicted states.
+      - Only C(systemctl show) runs; RV(units) shows the predicted states and RV(actions) the commands that
+        would run.
   diff_mode:
     support: full
     details:
-      - One line per unit, C(<unit>: <ActiveState> (<SubState>), <UnitFileState>), before and after.
+      - 'One line per unit, C(<unit>: <ActiveState> (<SubState>), <UnitFileState>), before and after.'
   idempotent:
     support: partial
     details:
       - V(started), V(stopped), O(enabled) and O(unmask) are idempotent.
-      - V(restarted) and V(retuned) act and report a change on every run, as the same states of
+      - V(restarted) and V(retuned) act and report a change on every run, as V(restarted) and V(reloaded) of
         M(ansible.builtin.systemd_service) do; in check mode they report the change without acting.
 options:
   name:
@@ -66,7 +66,7 @@ options:
         are already shared (use M(samepage.ksm.ksm_unmerge)). Stopping V(ksmtuned) leaves KSM as ksmtuned
         last set it.
       - V(restarted) always restarts (or starts) the unit. Restart ksmtuned after editing
-        C(/etc/ksmtuned.conf): ksmtuned reads it once, when it starts. Restarting V(ksm) also restarts a
+        C(/etc/ksmtuned.conf), because ksmtuned reads it once, when it starts. Restarting V(ksm) also restarts a
         running ksmtuned that requires it.
       - V(retuned) is C(systemctl reload ksmtuned.service), which sends ksmtuned C(SIGUSR1) so that it
         adjusts KSM at once instead of at the end of its C(KSM_MONITOR_INTERVAL) (useful after starting or
@@ -102,7 +102,9 @@ options:
 notes:
   - At least one of O(state) and O(enabled) is required.
   - Order of actions is unmask, enable or disable, then the state change.
-  - Missing units fail with the name of the package that provides them on this distribution (ksmtuned on
+  - A unit that is not installed already counts as stopped and disabled (the task reports no change and
+    says why in RV(msg)); anything else asked of it fails with the name of the package that provides it
+    on this distribution (ksmtuned on
     Debian, Ubuntu, Fedora 29+ and RHEL 9+; qemu-kvm-common on RHEL 7 and 8; ksm on Fedora 28 and older;
     ksmtuned-git from the AUR on Arch; ksm-control-daemon on Proxmox VE). On Debian and Ubuntu installing
     ksmtuned enables and starts both units at once.
@@ -123,7 +125,7 @@ EXAMPLES = r'''
     state: started
     enabled: true
 
-- name: Keep KSM off: stop ksmtuned and ksm (ksmtuned first), and keep both off at boot
+- name: Keep KSM off now and at boot (stops ksmtuned first, then ksm)
   block:
     - name: Stop ksm (stops a running ksmtuned first)
       samepage.ksm.ksm_service:
@@ -154,10 +156,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 unit:
-  description: The systemd unit that plays the part of O(name) on this host.
-  returned: when the unit exists
+  description: The systemd unit that plays the part of O(name) on this host; V(null) when there is none.
+  returned: always
   type: str
   sample: ksmtuned.service
+msg:
+  description: Why nothing was done, when the unit to stop or disable is not installed.
+  returned: when the unit is not installed and O(state=stopped) or O(enabled=false) was asked
+  type: str
+  sample: 'ksmtuned.service is not installed: on Debian GNU/Linux 12 (bookworm) it comes with the package
+    ksmtuned (apt-get install ksmtuned). Nothing to stop or disable.'
 package:
   description:
     - The package that provides that unit on this distribution, from the tables (see the notes). V(null)
@@ -234,7 +242,9 @@ actions:
   elements: str
   sample: ['stop ksmtuned.service', 'stop ksm.service']
 diff:
-  description: One line per unit before and after, as C(<unit>: <ActiveState> (<SubState>), <UnitFileState>).
+  description:
+    - 'One line per unit before and after, as C(<unit>: <ActiveState> (<SubState>), <UnitFileState>), in unit
+      name order.'
   returned: when the units could be read
   type: dict
   sample:
@@ -348,10 +358,16 @@ class KsmService:
         statuses = self._read()
         self.resolution = units_mod.Resolution(distro, statuses)
         self.package = self.resolution.package(name)
-        unit = self.resolution.require(name)
-        self.unit = unit
         self.before = statuses
         self.model = dict((u, dict(s)) for u, s in statuses.items())
+        if self.resolution.unit(name) is None and state in (None, 'stopped') and not enabled:
+            # Nothing to stop or disable: a unit that is not installed is as off as it gets.
+            result = self.result()
+            result['msg'] = '%s Nothing to stop or disable.' % units_mod.missing_message(
+                name, self.resolution.distro)
+            return result
+        unit = self.resolution.require(name)
+        self.unit = unit
 
         if state == 'retuned' and name != 'ksmtuned':
             raise _systemd.SystemdError(

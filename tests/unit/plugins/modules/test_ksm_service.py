@@ -466,6 +466,37 @@ def test_missing_units_name_the_package(make_host, distro, package, hint):
     assert host.systemd.mutating_calls() == []
 
 
+@pytest.mark.parametrize('args', [
+    {'state': 'stopped'}, {'enabled': False}, {'state': 'stopped', 'enabled': False},
+])
+def test_missing_unit_is_already_stopped_and_disabled(make_host, args):
+    host = make_host(fakes.empty(), distro='debian12')
+    for check_mode in (True, False):
+        result = host.run(check_mode=check_mode, name='ksmtuned', **args)
+        assert result['failed'] is False and result['changed'] is False
+        assert result['unit'] is None and result['package'] == 'ksmtuned'
+        assert result['msg'].startswith('ksmtuned.service is not installed')
+        assert result['msg'].endswith('Nothing to stop or disable.')
+        assert result['units'] == {} and result['actions'] == []
+    assert host.systemd.mutating_calls() == []
+
+
+@pytest.mark.parametrize('args', [{'state': 'stopped', 'enabled': True}, {'state': 'restarted'},
+                                  {'state': 'retuned'}, {'enabled': True}])
+def test_missing_unit_fails_for_anything_but_off(make_host, args):
+    host = make_host(fakes.empty(), distro='debian13')
+    result = host.run(name='ksmtuned', **args)
+    assert result['failed'] is True and 'package ksmtuned' in result['msg']
+
+
+def test_proxmox_ksm_stopped_is_fine_and_leaves_ksmtuned(make_host):
+    host = make_host(fakes.proxmox(active=True), distro='proxmox8', proxmox=True)
+    result = host.run(name='ksm', state='stopped', enabled=False)
+    assert result['failed'] is False and result['changed'] is False
+    assert 'has no ksm unit' in result['msg']
+    assert host.active(TUNED) and list(result['units']) == ['ksmtuned']
+
+
 def test_missing_on_unknown_distribution(make_host):
     host = make_host(fakes.empty(), distro='opensuse')
     result = host.run(name='ksmtuned', state='started')
