@@ -46,7 +46,7 @@ seealso:
     description: What each file of /sys/kernel/mm/ksm means.
     link: https://docs.kernel.org/admin-guide/mm/ksm.html
 author:
-  - samepage.ksm contributors
+  - samepage.ksm contributors (@samepage)
 '''
 
 EXAMPLES = r'''

@@ -77,7 +77,7 @@ seealso:
     description: The run file and what writing 2 does.
     link: https://docs.kernel.org/admin-guide/mm/ksm.html
 author:
-  - samepage.ksm contributors
+  - samepage.ksm contributors (@samepage)
 '''
 
 EXAMPLES = r'''

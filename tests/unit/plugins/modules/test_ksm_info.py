@@ -102,8 +102,8 @@ def test_5_19_without_ksm_stat_uses_ksm_merging_pages(tmp_path, monkeypatch):
     host.add_process(77, 'worker', merging_pages=12)
     result = info()
     assert result['capabilities']['per_process'] == ['ksm_merging_pages']
-    assert result['processes'] == [{'pid': 77, 'command': 'worker', 'merging_pages': 12,
-                                     'merging_bytes': 12 * PAGE_SIZE}]
+    expected = {'pid': 77, 'command': 'worker', 'merging_pages': 12, 'merging_bytes': 12 * PAGE_SIZE}
+    assert result['processes'] == [expected]
 
 
 def test_nothing_shared_has_no_ratio(tmp_path, monkeypatch):
