@@ -247,9 +247,15 @@ class Resolution:
             ksm = UBUNTU_QEMU_UNIT
         self.units = {'ksm': ksm, 'ksmtuned': KSMTUNED_UNIT if found[KSMTUNED_UNIT] else None}
         tuned = statuses.get(KSMTUNED_UNIT, {})
-        # Read from the unit itself, not from the tables (Proxmox's ksmtuned.service has no Requires=).
-        self.ksmtuned_requires_ksm = bool(
-            ksm and self.units['ksmtuned'] and ksm in (tuned.get('requires') or []))
+        self.ksmtuned_requires_ksm = False
+        if ksm and self.units['ksmtuned']:
+            if _systemd.is_masked(tuned) and not tuned.get('requires'):
+                # A masked unit is loaded from /dev/null, so systemd shows no Requires= for it: the
+                # tables tell (every ksmtuned.service next to a ksm.service requires it, Proxmox's aside).
+                self.ksmtuned_requires_ksm = ksm == KSM_UNIT and distro.family != 'proxmox'
+            else:
+                # Read from the unit itself, not from the tables (Proxmox's ksmtuned.service has none).
+                self.ksmtuned_requires_ksm = ksm in (tuned.get('requires') or [])
 
     def unit(self, name):
         return self.units.get(name)

@@ -252,6 +252,8 @@ diff:
     after: "ksm.service: inactive (dead), enabled\nksmtuned.service: inactive (dead), enabled\n"
 '''
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
@@ -259,6 +261,11 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units as 
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
 STARTING_STATES = ('started', 'restarted', 'retuned')
+TRANSITIONAL = ('activating', 'deactivating', 'reloading')
+# After acting, how long to wait for jobs systemd propagated (a restart of ksm try-restarts ksmtuned,
+# and systemctl waits for the restart job only).
+SETTLE_SECONDS = 10.0
+SETTLE_POLL = 0.25
 
 
 def no_systemd_message():
@@ -382,29 +389,42 @@ class KsmService:
             self._state(name, unit, state)
 
         if not self.check_mode:
+            if self.actions:
+                self._settle()
             self._verify(unit, state, enabled)
         self._warn_boot(name, enabled)
         return self.result()
 
-    def _unmask(self, name, unit, state, enabled):
+    def _masked_in_the_way(self, name, unit, state, enabled):
+        """The masked units systemd would refuse to act on for this task."""
         needed = []
         if state in STARTING_STATES or enabled:
             needed.append(unit)
         if state in STARTING_STATES and name == 'ksmtuned' and self.resolution.ksmtuned_requires_ksm:
             needed.append(self.resolution.unit('ksm'))
-        masked = [u for u in needed if _systemd.is_masked(self.model[u])]
-        if self.params['unmask']:
-            if _systemd.is_masked(self.model[unit]) and unit not in masked:
-                masked.insert(0, unit)
+        return [u for u in needed if _systemd.is_masked(self.model[u])]
+
+    def _unmask(self, name, unit, state, enabled):
+        masked = self._masked_in_the_way(name, unit, state, enabled)
+        if not self.params['unmask']:
+            if masked:
+                msg = units_mod.masked_message(masked)
+                if unit not in masked:
+                    msg = '%s Requires=%s, which systemd would start with it. %s' % (unit, masked[0], msg)
+                raise _systemd.SystemdError(msg, unit=unit)
+            return
+        if _systemd.is_masked(self.model[unit]) and unit not in masked:
+            masked.insert(0, unit)
+        done = set()
+        while masked:
             for u in masked:
                 self._do('unmask', u, lambda u=u: self._set(u, load_state='loaded', unit_file_state='unknown'))
+                done.add(u)
                 self._require_installed(u)
-            return
-        if masked:
-            msg = units_mod.masked_message(masked)
-            if unit not in masked:
-                msg = '%s Requires=%s, which systemd would start with it. %s' % (unit, masked[0], msg)
-            raise _systemd.SystemdError(msg, unit=unit)
+            if not self.check_mode:
+                # Unmasked, the unit file is read again: now its Requires= can be seen.
+                self.resolution = units_mod.Resolution(self.resolution.distro, self.model)
+            masked = [u for u in self._masked_in_the_way(name, unit, state, enabled) if u not in done]
 
     def _require_installed(self, unit):
         if not _systemd.exists(self.model[unit]):
@@ -472,6 +492,15 @@ class KsmService:
         if self.check_mode and _systemd.condition_failed(status) and not _systemd.is_running(status):
             self.module.warn('The last start of %s was skipped because a start condition was not met '
                              '(ConditionResult=no); starting it again will probably be skipped too.' % unit)
+
+    def _settle(self):
+        """Wait (bounded) until no present unit is between states, so that `after` is where it ends."""
+        deadline = time.time() + SETTLE_SECONDS
+        while any(self.model[u].get('active_state') in TRANSITIONAL for dummy, u in self._present_units()):
+            if time.time() >= deadline:
+                return
+            time.sleep(SETTLE_POLL)
+            self.model = self._read()
 
     def _verify(self, unit, state, enabled):
         """After acting: the units must be where the task says they are."""

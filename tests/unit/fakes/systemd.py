@@ -16,16 +16,24 @@ an active state, Requires= dependencies and start conditions, and follows system
 * a start whose condition is not met succeeds (rc 0) and leaves the unit inactive with
   ConditionResult=no and a condition timestamp (ConditionResult also reads ``no`` for a unit whose
   conditions were never checked, with timestamp 0);
-* reload needs ExecReload (``Job type reload is not applicable``) and an active unit (``Job for X
-  invalid.``);
+* reload needs ExecReload (``Job type reload is not applicable``, rc 3) and an active unit
+  (``ksmtuned.service is not active, cannot reload.``, rc 1);
+* a masked unit is loaded from /dev/null: ``systemctl show`` gives it no Requires=, and it keeps running
+  if it ran (masking does not stop);
+* restarting a unit leaves the units that require it ``activating`` (MainPID 0) for a moment: systemctl
+  waits for the restart job only, not for the try-restart jobs it propagates;
 * ``systemctl show -p A,B u1 u2`` prints one block per unit, in argument order, blank-line separated;
   a unit without a file reads LoadState=not-found with an empty UnitFileState;
 * ``systemctl is-enabled`` prints enabled/disabled/static/masked/... and exits 0 only for the enabled-like
-  states; for a missing unit it prints nothing and says ``No such file or directory``;
+  states; for a missing unit systemd 252 prints nothing and says ``No such file or directory`` (rc 1),
+  systemd 257 prints ``not-found`` (rc 4);
 * without systemd as PID 1 every call fails with systemctl's real message.
 
 ``events`` records what "systemd" did, in order (('start', unit), ('stop', unit), ...), and ``calls``
 every argument list, so tests can assert ordering and that check mode ran nothing but queries.
+
+The messages, exit codes and show output were compared with real systemd 252 (Debian 12) and 257
+(Debian 13) in lab guests; tests/lab/test_ksm_service.py repeats that comparison.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -52,6 +60,7 @@ class FakeUnit:
         self.installed = installed      # a unit file exists (a mask alone is not a unit file)
         self.need_daemon_reload = need_daemon_reload
         self.active = False
+        self.settling = False           # activating for one `show`, after a propagated restart
         self.pid = 0
         self.condition_result = 'no'
         self.condition_timestamp = 0
@@ -64,9 +73,10 @@ class FakeUnit:
 
 class FakeSystemd:
 
-    def __init__(self, units=(), booted=True, virt='none'):
+    def __init__(self, units=(), booted=True, virt='none', version=252):
         self.units = dict((unit.name, unit) for unit in units)
         self.booted = booted
+        self.version = version
         self.virt = virt
         self.calls = []
         self.events = []
@@ -144,23 +154,29 @@ class FakeSystemd:
         blocks = []
         for name in names:
             unit = self.units.get(name)
+            masked = unit is not None and unit.masked
+            active = unit is not None and unit.active
+            settling = active and unit.settling
             values = {
                 'Id': name,
                 'LoadState': self._load_state(unit),
-                'ActiveState': 'active' if unit is not None and unit.active else 'inactive',
-                'SubState': ('running' if unit.kind == 'forking' else 'exited')
-                if unit is not None and unit.active else 'dead',
+                'ActiveState': 'activating' if settling else 'active' if active else 'inactive',
+                'SubState': 'start' if settling else
+                ('running' if unit.kind == 'forking' else 'exited') if active else 'dead',
                 'UnitFileState': self._file_state(unit),
-                'MainPID': str(unit.pid if unit is not None else 0),
+                'MainPID': str(unit.pid if unit is not None and not settling else 0),
                 'ConditionResult': unit.condition_result if unit is not None else 'no',
                 'ConditionTimestampMonotonic': str(unit.condition_timestamp if unit is not None else 0),
                 'Result': 'success',
-                'Requires': ' '.join(unit.requires) if unit is not None and unit.installed else '',
-                'CanReload': 'yes' if unit is not None and unit.can_reload and not unit.masked else 'no',
+                'Requires': ' '.join(['sysinit.target', 'system.slice'] + unit.requires)
+                if unit is not None and unit.installed and not masked else '',
+                'CanReload': 'yes' if unit is not None and unit.can_reload and not masked else 'no',
                 'NeedDaemonReload': 'yes' if unit is not None and unit.need_daemon_reload else 'no',
-                'FragmentPath': '/usr/lib/systemd/system/%s' % name
-                if unit is not None and unit.installed and not unit.masked else '',
+                'FragmentPath': '/etc/systemd/system/%s' % name if masked else
+                '/usr/lib/systemd/system/%s' % name if unit is not None and unit.installed else '',
             }
+            if unit is not None:
+                unit.settling = False
             keys = props if props is not None else sorted(values)
             # systemd prints the properties in its own (bus table) order, not in the order asked
             blocks.append('\n'.join('%s=%s' % (key, values[key]) for key in sorted(keys) if key in values))
@@ -170,6 +186,8 @@ class FakeSystemd:
         name = words[0]
         unit = self.units.get(name)
         if not self._known(name):
+            if self.version >= 257:
+                return 4, 'not-found\n', ''
             return 1, '', 'Failed to get unit file state for %s: No such file or directory\n' % name
         word = self._file_state(unit)
         return (0 if word in ENABLED_LIKE else 1), word + '\n', ''
@@ -262,6 +280,7 @@ class FakeSystemd:
             self.units[other].pid = 0
             self.events.append(('stop', other))
             self._activate(other)
+            self.units[other].settling = True
         return 0, '', ''
 
     def _reload(self, words):
@@ -271,9 +290,9 @@ class FakeSystemd:
             return refused
         unit = self.units[name]
         if not unit.can_reload:
-            return 1, '', 'Failed to reload %s: Job type reload is not applicable for unit %s.\n' % (name, name)
+            return 3, '', 'Failed to reload %s: Job type reload is not applicable for unit %s.\n' % (name, name)
         if not unit.active:
-            return 1, '', 'Job for %s invalid.\n' % name
+            return 1, '', '%s is not active, cannot reload.\n' % name
         unit.reloads += 1
         self.events.append(('reload', name))
         return 0, '', ''
@@ -282,8 +301,12 @@ class FakeSystemd:
         name = words[0]
         unit = self.units.get(name)
         if not self._known(name):
+            if self.version >= 257:
+                return 1, '', 'Failed to enable unit: Unit %s does not exist\n' % name
             return 1, '', 'Failed to enable unit: Unit file %s does not exist.\n' % name
         if unit.masked:
+            if self.version >= 257:
+                return 1, '', 'Failed to enable unit: Unit /etc/systemd/system/%s is masked\n' % name
             return 1, '', 'Failed to enable unit: Unit file /etc/systemd/system/%s is masked.\n' % name
         if unit.enablement in ('static', 'generated', 'transient', 'indirect'):
             return 0, '', ('The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\n'
@@ -302,7 +325,7 @@ class FakeSystemd:
         if not self._known(name):
             return 1, '', 'Failed to disable unit: Unit file %s does not exist.\n' % name
         if unit.masked:
-            return 0, '', ''
+            return 0, '', 'Unit /etc/systemd/system/%s is masked, ignoring.\n' % name
         if unit.enablement in ('enabled', 'enabled-runtime', 'alias'):
             unit.enablement = 'disabled'
             self.events.append(('disable', name))
@@ -311,11 +334,14 @@ class FakeSystemd:
 
     def _mask(self, words):
         name = words[0]
+        err = ''
+        if name not in self.units or not self.units[name].installed:
+            err = 'Unit %s does not exist, proceeding anyway.\n' % name
         unit = self.units.setdefault(name, FakeUnit(name, installed=False, enabled=''))
         if not unit.masked:
             unit.masked = True
             self.events.append(('mask', name))
-        return 0, '', 'Created symlink /etc/systemd/system/%s \u2192 /dev/null.\n' % name
+        return 0, '', err + 'Created symlink /etc/systemd/system/%s \u2192 /dev/null.\n' % name
 
     def _unmask(self, words):
         name = words[0]

@@ -338,6 +338,23 @@ def test_is_enabled_words_and_missing():
     assert ctl.is_enabled('ksmtuned.service') == 'masked'
 
 
+def test_is_enabled_missing_on_systemd_257():
+    ctl = _systemd.Systemctl(fakes.FakeSystemd(version=257).run_command)
+    assert ctl.is_enabled('nothing.service') == 'not-found'
+
+
+def test_masked_ksmtuned_shows_no_requires_so_the_tables_tell():
+    systemd = fakes.debian()
+    systemd.unit('ksmtuned.service').masked = True
+    found = resolve(systemd)
+    assert found.statuses['ksmtuned.service']['requires'] == []
+    assert found.ksmtuned_requires_ksm is True
+    # ...but not on Proxmox, whose ksmtuned.service has no Requires=
+    systemd = fakes.debian()
+    systemd.unit('ksmtuned.service').masked = True
+    assert resolve(systemd, 'proxmox8', proxmox=True).ksmtuned_requires_ksm is False
+
+
 def test_call_raises_with_systemctl_message():
     systemd = fakes.debian(active=False)
     systemd.unit('ksm.service').masked = True

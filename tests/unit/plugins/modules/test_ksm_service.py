@@ -396,6 +396,18 @@ def test_unmask_then_start(make_host):
     assert first['units']['ksm']['after']['unit_file_state'] == 'unknown'
 
 
+def test_masked_ksmtuned_alone_is_unmasked_then_started(make_host):
+    # TuneD-style mask of ksmtuned only; ksm.service is fine
+    systemd = fakes.debian(active=False)
+    systemd.unit(TUNED).masked = True
+    host = make_host(systemd)
+    result = host.run(name='ksmtuned', state='started')
+    assert result['failed'] is True and result['msg'].startswith('ksmtuned.service is masked')
+    first, second, third, fourth = host.four_steps(name='ksmtuned', state='started', unmask=True)
+    assert second['actions'] == ['unmask ksmtuned.service', 'start ksmtuned.service']
+    assert host.active(TUNED) and host.active(KSM)
+
+
 def test_unmask_and_enable_in_check_mode_predicts_enable(make_host):
     systemd = masked_debian()
     systemd.unit(KSM).enablement = 'disabled'
