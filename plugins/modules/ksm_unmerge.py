@@ -276,7 +276,7 @@ def run(module, ksm, ksmd, wanted_run, result):
     # An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
     # scan metadata; with nothing shared it costs nothing).
     unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
-    if unmerge:
+    if unmerge and needed:
         try:
             _ksm.check_unmerge_fits(state, meminfo, margin, page_bytes)
         except _ksm.KsmError as err:

@@ -175,6 +175,14 @@ def test_nothing_shared_but_ksmd_running_writes_run_2(tmp_path, monkeypatch):
     assert unmerge()['changed'] is False
 
 
+def test_stopping_with_nothing_shared_needs_no_memory_check(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, run=1)
+    result = unmerge({'memory_margin': '100%'})
+    assert result['failed'] is False and result['changed'] is True
+    assert result['needed_bytes'] == 0 and result['budget_bytes'] < 0
+    assert host.kernel.successful_writes() == [('run', '2')]
+
+
 @pytest.mark.parametrize('run', [0, 2])
 def test_stopped_and_nothing_shared_is_in_place(tmp_path, monkeypatch, run):
     host = FakeHost(tmp_path, monkeypatch, run=run)
