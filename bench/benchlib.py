@@ -84,7 +84,7 @@ def machine():
     try:
         ansible_version = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), 'ansible'), '--version'],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True).stdout.splitlines()[0]
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, check=False).stdout.splitlines()[0]
     except (OSError, IndexError):
         ansible_version = 'ansible not found'
     return {

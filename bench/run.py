@@ -81,7 +81,7 @@ def in_venv():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('names', nargs='*', default=['all'], help='benchmarks or groups (host, lab, all)')
     parser.add_argument('--reps', type=int, default=int(os.environ.get('BENCH_REPS', '3')),
                         help='repetitions per measurement (default 3; BENCH_REPS)')
@@ -97,8 +97,8 @@ def main(argv=None):
     for name in options.names:
         for item in GROUPS.get(name, (name,)):
             if item not in GROUPS['all']:
-                parser.error('unknown benchmark %r (known: %s; groups: %s)' % (item, ', '.join(GROUPS['all']),
-                                                                                ', '.join(GROUPS)))
+                parser.error('unknown benchmark %r (known: %s; groups: %s)'
+                             % (item, ', '.join(GROUPS['all']), ', '.join(GROUPS)))
             if item not in names:
                 names.append(item)
 
