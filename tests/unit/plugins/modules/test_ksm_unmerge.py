@@ -147,16 +147,11 @@ def test_half_done_unmerge_is_a_failure_that_says_so(shared, code, reason):
     assert shared.kernel.values['run'] == 0
 
 
-def test_pages_still_shared_after_a_successful_write_fail(shared, monkeypatch):
-    kernel = shared.kernel
-    store = kernel._store_run
-
-    def racing_store(buf):
-        store(buf)
-        if buf.strip() == '2':
-            kernel.values['pages_shared'] = 3     # another writer merged again meanwhile
-            kernel.values['pages_sharing'] = 5
-    monkeypatch.setattr(kernel, '_store_run', racing_store)
+def test_pages_still_shared_after_a_successful_write_fail(shared):
+    def merged_again(kernel, name, data):
+        if name == 'run' and data.strip() == '2':
+            kernel.share(pages_shared=3, pages_sharing=5)    # another writer started ksmd meanwhile
+    shared.kernel.after_write = merged_again
     result = unmerge()
     assert result['failed'] is True
     assert 'still shared' in result['msg']
