@@ -191,7 +191,7 @@ seealso:
     description: What each file of /sys/kernel/mm/ksm does.
     link: https://docs.kernel.org/admin-guide/mm/ksm.html
 author:
-  - samepage.ksm contributors
+  - samepage.ksm contributors (@samepage)
 '''
 
 EXAMPLES = r'''
