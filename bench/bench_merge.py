@@ -164,8 +164,7 @@ def run_host(reps=3, mib=128, timeout=120, idle_seconds=10, only=None):
     with ksm_host_guard() as host:
         state = host.state()
     settings = settings_for(state, mem_total_kib(), benchlib._ksm.numa_nodes_with_memory())
-    if only:
-        settings = [s for s in settings if s[0] in only or s[0] == BASELINE]
+    settings = _only(settings, only)
     neighbours = benchlib.busy_neighbours()
     others = _other_mergeable()
     say('merge speed on this machine: %d MiB workload, %d settings x %d repetitions, timeout %d s; '
@@ -193,7 +192,17 @@ def run_host(reps=3, mib=128, timeout=120, idle_seconds=10, only=None):
 # --------------------------------------------------------------------------------------------------
 # one lab guest
 
-def run_guest(reps=3, mib=128, timeout=180, idle_seconds=10, suite='trixie', memory_mib=1024):
+def _only(settings, only):
+    if not only:
+        return settings
+    unknown = set(only) - set(n for n, dummy in settings)
+    if unknown:
+        raise ValueError('unknown settings %s (known: %s)' % (', '.join(sorted(unknown)),
+                                                              ', '.join(n for n, dummy in settings)))
+    return [s for s in settings if s[0] in only or s[0] == BASELINE]
+
+
+def run_guest(reps=3, mib=128, timeout=180, idle_seconds=10, suite='trixie', memory_mib=1024, only=None):
     import lablib
     info = benchlib.machine()
     neighbours = benchlib.busy_neighbours()
@@ -209,7 +218,7 @@ def run_guest(reps=3, mib=128, timeout=180, idle_seconds=10, suite='trixie', mem
                           '\'meminfo\': open(\'/proc/meminfo\').read()}))"', timeout=60)
         facts = json.loads(probe.stdout)
         state = dict((name, None) for name in facts['state'])
-        settings = settings_for(state, mem_total_kib(facts['meminfo']), [0])
+        settings = _only(settings_for(state, mem_total_kib(facts['meminfo']), [0]), only)
         say('merge speed in lab guest %s (Debian %d, kernel %s): %d MiB, %d settings x %d repetitions'
             % (guest.name, guest.debian, guest.kernel_release, mib, len(settings), reps))
         config = {'settings': [{'name': n, 'knobs': k} for n, k in settings], 'reps': reps, 'mib': mib,
@@ -240,14 +249,14 @@ def run_guest(reps=3, mib=128, timeout=180, idle_seconds=10, suite='trixie', mem
 # --------------------------------------------------------------------------------------------------
 # two identical guests, merged by this machine's ksmd
 
-def run_two_guests(reps=2, timeout=180, idle_seconds=10, suite='bookworm', memory_mib=1024, settle=30):
+def run_two_guests(reps=2, timeout=180, idle_seconds=10, suite='bookworm', memory_mib=1024, settle=30, only=None):
     import lablib
     from tests.support.ksm_host import ksm_host_guard
     info = benchlib.machine()
     neighbours = benchlib.busy_neighbours()
     with ksm_host_guard() as host:
         state = host.state()
-    settings = settings_for(state, mem_total_kib(), benchlib._ksm.numa_nodes_with_memory())
+    settings = _only(settings_for(state, mem_total_kib(), benchlib._ksm.numa_nodes_with_memory()), only)
     specs = [('bench-twin-a', suite, 'dense', memory_mib), ('bench-twin-b', suite, 'dense', memory_mib)]
     with lablib.bench_lab(specs) as (lab, guests):
         for guest in guests:

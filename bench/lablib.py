@@ -4,8 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Lab guests for the benchmarks, through lab/labctl.py, in a state directory of their own.
 
-The benchmarks' lab lives in SAMEPAGE_BENCH_LAB_STATE (default /tmp/samepage-ksm-bench-lab-<uid>), so it
-never touches a demo lab or a test lab that is running; its QEMU processes are tied to this process and
+The benchmarks' labs live under SAMEPAGE_BENCH_LAB_STATE (default /tmp/samepage-ksm-bench-lab-<uid>), so they
+never touch a demo lab or a test lab that is running; their QEMU processes are tied to this process and
 stopped (by the PIDs this lab recorded) when the benchmark ends, also on an error.
 """
 
@@ -27,20 +27,25 @@ STATE = os.environ.get('SAMEPAGE_BENCH_LAB_STATE') or os.path.join(
 
 @contextlib.contextmanager
 def bench_lab(guests, lab=None):
-    """Boot guests [(name, suite, group, memory_mib)] (or use lab's); yield (lab, [Guest]); stop them after."""
+    """Boot guests [(name, suite, group, memory_mib)] (or use lab's); yield (lab, [Guest]); stop them after.
+
+    Each benchmark's lab has a directory of its own under STATE (named after its first guest), so
+    benchmarks can run at the same time without stopping each other's guests.
+    """
     if lab is not None:
         yield lab, list(lab.guests)
         return
+    state = os.path.join(STATE, guests[0][0])
     specs = [labctl.GuestSpec(name, suite, group, memory_mib=mib, cpus=1, numa_nodes=1)
              for name, suite, group, mib in guests]
-    lab = labctl.Lab(state_dir=STATE, specs=specs)
-    benchlib.say('starting %d lab guest(s) in %s: %s' % (len(specs), STATE, ', '.join(s.name for s in specs)))
+    lab = labctl.Lab(state_dir=state, specs=specs)
+    benchlib.say('starting %d lab guest(s) in %s: %s' % (len(specs), state, ', '.join(s.name for s in specs)))
     try:
         lab.up(tie_to_parent=True)
         yield lab, list(lab.guests)
     finally:
         lab.down(quiet=True)
-        benchlib.say('stopped the benchmark lab in %s' % STATE)
+        benchlib.say('stopped the benchmark lab in %s' % state)
 
 
 def copy_files(guest, files, directory='/root/samepage-bench'):

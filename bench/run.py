@@ -91,6 +91,8 @@ def main(argv=None):
                         help='seconds one setting may take to merge on this machine (default 120; guests get '
                              '1.5 times as long)')
     parser.add_argument('--idle', type=int, default=10, help='seconds of idle ksmd CPU measured once merged')
+    parser.add_argument('--settings', help='merge benchmarks: only these settings (comma-separated names as in '
+                        'the tables; kernel defaults always run, as the baseline)')
     parser.add_argument('--group', default='dense', help='inventory group whose profile the converge runs apply')
     options = parser.parse_args(argv)
     names = []
@@ -118,15 +120,17 @@ def main(argv=None):
     import bench_merge
     import bench_unmerge
     o = options
+    only = [s.strip() for s in o.settings.split(',') if s.strip()] if o.settings else None
     jobs = {
         'converge-host': lambda: bench_converge.run_host(reps=o.reps, group=o.group),
-        'merge-host': lambda: bench_merge.run_host(reps=o.reps, mib=o.mib, timeout=o.timeout, idle_seconds=o.idle),
+        'merge-host': lambda: bench_merge.run_host(reps=o.reps, mib=o.mib, timeout=o.timeout, idle_seconds=o.idle,
+                                                  only=only),
         'unmerge-host': lambda: bench_unmerge.run_host(reps=o.reps, mib=o.mib),
         'converge-lab': lambda: bench_converge.run_lab(reps=o.reps, group=o.group),
         'merge-guest': lambda: bench_merge.run_guest(reps=o.reps, mib=o.mib, timeout=int(o.timeout * 1.5),
-                                                     idle_seconds=o.idle),
+                                                     idle_seconds=o.idle, only=only),
         'merge-two-guests': lambda: bench_merge.run_two_guests(reps=max(1, o.reps - 1), timeout=int(o.timeout * 1.5),
-                                                               idle_seconds=o.idle),
+                                                               idle_seconds=o.idle, only=only),
     }
     failed = []
     for name in names:
