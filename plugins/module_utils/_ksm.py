@@ -172,7 +172,7 @@ def validate(name, value):
     if knob.kind == BOOL:
         if isinstance(value, bool):
             return value
-        if value in (0, 1):
+        if isinstance(value, int) and value in (0, 1):
             return bool(value)
         raise KsmError('Invalid value %r for %s: expected true or false' % (value, name), knob=name)
     if knob.kind == CHOICE:
@@ -616,7 +616,7 @@ def numa_nodes_with_memory(node_dir=None):
     try:
         with open(path) as handle:
             return parse_cpulist(handle.read()) or [0]
-    except (IOError, OSError):
+    except (IOError, OSError, ValueError):  # absent, or not in the kernel list format
         return [0]
 
 

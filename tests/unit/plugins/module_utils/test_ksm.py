@@ -96,7 +96,7 @@ def test_validate_booleans(name):
     assert _ksm.validate(name, False) is False
     assert _ksm.validate(name, 1) is True
     assert _ksm.validate(name, 0) is False
-    for value in (2, -1, 'yes', 'true', None):
+    for value in (2, -1, 'yes', 'true', None, 1.0, 0.0):
         err = error_of(_ksm.validate, name, value)
         assert 'expected true or false' in err.msg and name in err.msg
 
@@ -654,6 +654,11 @@ def test_numa_nodes_falls_back_to_normal_memory(tmp_path):
 def test_numa_nodes_without_numa(tmp_path):
     assert _ksm.numa_nodes_with_memory(str(tmp_path / 'missing')) == [0]
     (tmp_path / 'has_memory').write_text('\n')
+    assert _ksm.numa_nodes_with_memory(str(tmp_path)) == [0]
+
+
+def test_numa_nodes_unreadable_list_means_one_node(tmp_path):
+    (tmp_path / 'has_memory').write_text('garbage\n')
     assert _ksm.numa_nodes_with_memory(str(tmp_path)) == [0]
 
 
