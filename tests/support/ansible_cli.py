@@ -230,4 +230,3 @@ def run_playbook(path, inventory=None, extra_vars=None, check=False, diff=False,
         elif event.get('event') == 'result':
             results.append(dict((key, event[key]) for key in ('host', 'task', 'action', 'status', 'result')))
     return PlaybookRun(rc, stats, results, output, tuple(command))
-

@@ -114,7 +114,7 @@ def wait_for_sharing(min_pages_sharing=1, timeout=120, pid=None, interval=0.2, k
                 'full_scans=%s%s (ksmd merges only with run=1, and only after two full scans)'
                 % (min_pages_sharing, timeout, state.get('run'), state.get('pages_shared'),
                    state.get('pages_sharing'), state.get('full_scans'),
-                   '' if merged is None else ', ksm_merging_pages of %d=%d' % (pid, merged)))
+                   '' if merged is None else ', ksm_merging_pages of %s=%s' % (pid, merged)))
         time.sleep(interval)
 
 

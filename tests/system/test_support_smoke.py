@@ -10,7 +10,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import fcntl
 import os
 import subprocess
 import sys

@@ -1,0 +1,497 @@
+#!/usr/bin/env bash
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# The stages of `make test` (the Makefile calls this script; see README.md, "Development").
+#
+#   tools/ci.sh all          every stage below in order; exit status 1 if any failed
+#   tools/ci.sh bootstrap    controller virtual environments, target Pythons, get-pip stand-in
+#   tools/ci.sh changelog    antsibull-changelog lint
+#   tools/ci.sh build        ansible-galaxy collection build + install, ansible-doc of every module and role
+#   tools/ci.sh units        pytest tests/unit under both controllers; module_utils tests on 3.8 and 3.9
+#   tools/ci.sh lint         ansible-lint --profile production
+#   tools/ci.sh sanity       ansible-test sanity (all tests, no ignore file) with ansible-core 2.21 and 2.19
+#   tools/ci.sh system       pytest tests/system under both controllers (the real /sys/kernel/mm/ksm)
+#   tools/ci.sh lab          pytest tests/lab (QEMU guests); "no tests collected" is not a failure
+#   tools/ci.sh demo         python3 lab/labctl.py demo, with SAMEPAGE_VENV set to the 2.21 controller
+#   tools/ci.sh env          print where everything lives
+#   tools/ci.sh lock         re-resolve tests/requirements/*.txt from the top-level pins in *.in
+#
+# Environment: SAMEPAGE_CACHE (default /var/cache/samepage-ksm), FAIL_FAST=1 (stop `all` at the first
+# failing stage), SAMEPAGE_PY_A / SAMEPAGE_PY_B (pyenv versions of the two controllers),
+# SAMEPAGE_SKIP_STAGES (space-separated stage names `all` leaves out).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+CACHE=${SAMEPAGE_CACHE:-/var/cache/samepage-ksm}
+PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
+PY_A_VERSIONS=${SAMEPAGE_PY_A:-3.11.7}
+PY_B_VERSIONS=${SAMEPAGE_PY_B:-3.12.1 3.13.0}
+TARGET_MINORS="3.8 3.9 3.10 3.11 3.12 3.13"
+OLD_TARGET_MINORS="3.8 3.9"         # extra runs of the pure-stdlib module_utils unit tests
+REQ_DIR=$REPO/tests/requirements
+VENV_FORMAT=1                       # bump to rebuild every environment
+ALL_STAGES="changelog build units lint sanity system lab"
+# pip's progress lines inside ansible-test's own environment setup (kept out of the log)
+PIP_NOISE="^WARNING: Location '.*' is ignored|^ *(Collecting|Downloading|Processing|Installing collected|Attempting uninstall|Found existing installation|Uninstalling|Successfully uninstalled|Looking in|Requirement already)|━━"
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+header() { printf '\n==== %s ====\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------------
+# Cache and prerequisites
+
+prepare_cache() {
+    if ! mkdir -p "$CACHE" 2>/dev/null || [ ! -w "$CACHE" ]; then
+        local fallback=${XDG_CACHE_HOME:-$HOME/.cache}/samepage-ksm
+        warn "$CACHE is not writable; using $fallback (set SAMEPAGE_CACHE to choose)"
+        CACHE=$fallback
+        mkdir -p "$CACHE"
+    fi
+    mkdir -p "$CACHE/venv" "$CACHE/pythons" "$CACHE/locks"
+}
+
+apt_install() {
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing with apt-get: $*"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        die "missing: $* (install them, or run as root on Debian/Ubuntu so this script can)"
+    fi
+}
+
+require_tools() {
+    local missing=() tool
+    for tool in git tar flock sha256sum; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        local packages=()
+        for tool in "${missing[@]}"; do
+            case $tool in
+                flock) packages+=(util-linux) ;;
+                sha256sum) packages+=(coreutils) ;;
+                *) packages+=("$tool") ;;
+            esac
+        done
+        apt_install "${packages[@]}"
+    fi
+}
+
+# Path of a Python: a pyenv version ("3.12.1"), the newest pyenv build of a minor ("3.12"), or
+# pythonX.Y on PATH. Prints nothing when there is none.
+find_python() {
+    local want=$1 minor candidate
+    if [[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+        minor=${want%.*}
+        candidate=$PYENV_ROOT/versions/$want/bin/python$minor
+        [ -x "$candidate" ] && { echo "$candidate"; return; }
+    else
+        minor=$want
+        candidate=$(ls -d "$PYENV_ROOT"/versions/"$minor".* 2>/dev/null | grep -E "/$minor\.[0-9]+$" | sort -V | tail -n 1 || true)
+        if [ -n "$candidate" ] && [ -x "$candidate/bin/python$minor" ]; then
+            echo "$candidate/bin/python$minor"; return
+        fi
+    fi
+    candidate=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/\.pyenv/shims$' | paste -sd:) command -v "python$minor" 2>/dev/null || true)
+    [ -n "$candidate" ] && echo "$candidate"
+    return 0
+}
+
+first_python() {
+    local version found
+    for version in "$@"; do
+        found=$(find_python "$version")
+        if [ -z "$found" ]; then
+            found=$(find_python "${version%.*}")
+            [ -n "$found" ] && warn "pyenv Python $version not found; using $found"
+        fi
+        [ -n "$found" ] && { echo "$found"; return; }
+    done
+    return 0
+}
+
+python_a() {
+    local python
+    python=$(first_python $PY_A_VERSIONS)
+    [ -n "$python" ] || die "no Python for controller A (ansible-core 2.19): looked for pyenv $PY_A_VERSIONS and python${PY_A_VERSIONS%.*} on PATH. Install one (pyenv install 3.11.7, or apt-get install python3) or set SAMEPAGE_PY_A."
+    echo "$python"
+}
+
+python_b() {
+    local python
+    python=$(first_python $PY_B_VERSIONS)
+    if [ -z "$python" ]; then
+        python=$(find_python 3.13); [ -n "$python" ] || python=$(find_python 3.12)
+    fi
+    [ -n "$python" ] || die "no Python 3.12+ for controller B (ansible-core 2.21 needs Python 3.12 or newer): looked for pyenv $PY_B_VERSIONS and python3.12/python3.13 on PATH. Install one (pyenv install 3.12.1) or set SAMEPAGE_PY_B."
+    echo "$python"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Virtual environments, keyed on the pinned requirements and the interpreter
+
+ensure_venv() {  # name python requirements-file
+    local name=$1 python=$2 requirements=$3 key dir
+    key=$( { cat "$requirements"; "$python" -c 'import sys; print(sys.version)'; echo "$python $VENV_FORMAT"; } \
+           | sha256sum | cut -c1-12)
+    dir=$CACHE/venv/$name-$key
+    if [ ! -f "$dir/.ready" ]; then
+        say "creating $dir ($("$python" --version 2>&1), $(basename "$requirements"))"
+        if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+            case $python in
+                /usr/bin/*) apt_install "python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv" ;;
+                *) die "$python cannot create virtual environments (no ensurepip/venv)" ;;
+            esac
+        fi
+        rm -rf "$dir"
+        "$python" -m venv "$dir"
+        if ! "$dir/bin/python" -m pip install --quiet --require-virtualenv -r "$requirements" 2>&1 \
+                | { grep -v "^WARNING: Location '.*' is ignored" || true; }; then
+            die "pip install -r $requirements into $dir failed"
+        fi
+        touch "$dir/.ready"
+    fi
+    ln -sfn "$name-$key" "$CACHE/venv/$name"
+    local old
+    for old in "$CACHE"/venv/"$name"-*; do
+        [ "$old" = "$dir" ] || [ -L "$old" ] || [ ! -d "$old" ] || rm -rf "$old"
+    done
+}
+
+venv_a() { echo "$CACHE/venv/controller-2.19"; }
+ansible_version() { "$1/bin/python" -c 'from ansible.release import __version__; print("ansible-core " + __version__)'; }
+venv_b() { echo "$CACHE/venv/controller-2.21"; }
+
+# ansible-test bootstraps pip in its virtual environments with get-pip.py from a host that cannot be
+# reached here; it uses ~/.ansible/test/cache/get_pip_<version>.py when present.
+ensure_get_pip_standin() {
+    local venv=$1 source version target
+    source=$(ls "$venv"/lib/python3.*/site-packages/ansible_test/_internal/python_requirements.py 2>/dev/null | head -n 1)
+    [ -n "$source" ] || die "ansible-test not found in $venv"
+    mkdir -p "$HOME/.ansible/test/cache"
+    for version in $(sed -n '/def get_venv_packages/,/return packages/p' "$source" \
+                     | grep -oE "pip='[0-9][0-9.]*'" | grep -oE "[0-9][0-9.]*" | sort -u); do
+        target=$HOME/.ansible/test/cache/get_pip_${version//./_}.py
+        if ! cmp -s "$REPO/tools/get_pip_standin.py" "$target"; then
+            cp "$REPO/tools/get_pip_standin.py" "$target"
+            say "get-pip stand-in for pip $version: $target"
+        fi
+    done
+}
+
+ensure_pythons_dir() {
+    local minor python link
+    for minor in $TARGET_MINORS; do
+        python=$(find_python "$minor")
+        link=$CACHE/pythons/python$minor
+        if [ -n "$python" ]; then
+            [ "$(readlink "$link" 2>/dev/null || true)" = "$python" ] || ln -sfn "$python" "$link"
+        else
+            rm -f "$link"
+            warn "no Python $minor found: sanity skips it"
+        fi
+    done
+}
+
+stage_bootstrap() {
+    prepare_cache
+    require_tools
+    local lock=$CACHE/locks/bootstrap.lock
+    exec 8>"$lock"
+    flock 8
+    local python_a python_b minor python jobs=() job failed=0
+    python_a=$(python_a)
+    python_b=$(python_b)
+    # The environments are independent: build them side by side (pip mostly waits on the network).
+    ensure_venv controller-2.19 "$python_a" "$REQ_DIR/controller-2.19.txt" & jobs+=($!)
+    ensure_venv controller-2.21 "$python_b" "$REQ_DIR/controller-2.21.txt" & jobs+=($!)
+    for minor in $OLD_TARGET_MINORS; do
+        python=$(find_python "$minor")
+        if [ -n "$python" ]; then
+            ensure_venv "target-py$minor" "$python" "$REQ_DIR/target-py38.txt" & jobs+=($!)
+        else
+            warn "no Python $minor: the module_utils unit tests will not run on it"
+        fi
+    done
+    for job in "${jobs[@]}"; do
+        wait "$job" || failed=1
+    done
+    [ $failed -eq 0 ] || die "could not build every environment (see above)"
+    ensure_pythons_dir
+    ensure_get_pip_standin "$(venv_a)"
+    ensure_get_pip_standin "$(venv_b)"
+    flock -u 8
+    say "controller A: $(ansible_version "$(venv_a)") on $("$(venv_a)/bin/python" --version)"
+    say "controller B: $(ansible_version "$(venv_b)") on $("$(venv_b)/bin/python" --version)"
+}
+
+bootstrapped() {
+    # Stages run on their own (make units, ...) make sure the environments exist first.
+    prepare_cache
+    if [ -z "${SAMEPAGE_BOOTSTRAPPED:-}" ]; then
+        stage_bootstrap >/dev/null
+        export SAMEPAGE_BOOTSTRAPPED=1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# A copy of the working tree laid out as .../ansible_collections/samepage/ksm
+
+# ansible-test and ansible-lint need the physical path to end in ansible_collections/<ns>/<name>;
+# the copy holds the tracked and untracked-but-not-ignored files, and keeps its tests/output
+# between runs (ansible-test's work files).
+stage_tree() {
+    local key root
+    key=$(printf '%s' "$REPO" | sha256sum | cut -c1-12)
+    root=$CACHE/tree/$key
+    echo "$root"
+}
+
+sync_tree() {
+    local root=$1 dest=$1/ansible_collections/samepage/ksm
+    mkdir -p "$dest/tests"
+    find "$dest" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
+    find "$dest/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
+    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+        | while IFS= read -r -d '' path; do [ -e "$path" ] || [ -L "$path" ] && printf '%s\0' "$path"; done \
+        | tar --null -T - -cf -) | tar -xf - -C "$dest"
+}
+
+with_tree_lock() {  # runs "$@" holding the lock of this clone's tree copy
+    local root
+    root=$(stage_tree)
+    mkdir -p "$root"
+    exec 9>"$root.lock"
+    flock 9
+    sync_tree "$root"
+    "$@" "$root"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stages
+
+run_pytest() {  # venv label args...
+    local venv=$1 label=$2
+    shift 2
+    say "-- pytest $* [$label: $("$venv/bin/python" --version), $(ansible_version "$venv" 2>/dev/null || echo 'no ansible')]"
+    (cd "$REPO" && "$venv/bin/python" -m pytest -p no:cacheprovider "$@")
+}
+
+stage_changelog() {
+    bootstrapped
+    (cd "$REPO" && "$(venv_b)/bin/antsibull-changelog" lint -v)
+    say "antsibull-changelog lint: OK"
+}
+
+build_and_doc() {
+    local root=$1 dest=$1/ansible_collections/samepage/ksm work venv
+    work=$(mktemp -d "$CACHE/build.XXXXXX")
+    "$(venv_b)/bin/ansible-galaxy" collection build "$dest" --output-path "$work/dist" --force
+    local tarball
+    tarball=$(ls "$work"/dist/samepage-ksm-*.tar.gz)
+    ANSIBLE_COLLECTIONS_PATH=$work/collections \
+        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" --force
+    local modules=() roles=() name failed=0
+    for name in "$work"/collections/ansible_collections/samepage/ksm/plugins/modules/*.py; do
+        [ -e "$name" ] || continue
+        name=$(basename "$name" .py)
+        [ "$name" = "__init__" ] || modules+=("samepage.ksm.$name")
+    done
+    for name in "$work"/collections/ansible_collections/samepage/ksm/roles/*/; do
+        [ -d "$name" ] || continue
+        roles+=("samepage.ksm.$(basename "$name")")
+    done
+    say "installed $(basename "$tarball"): ${#modules[@]} module(s), ${#roles[@]} role(s)"
+    for venv in "$(venv_b)" "$(venv_a)"; do
+        for name in "${modules[@]}"; do
+            doc_check "$venv" "$work" module "$name" || failed=1
+        done
+        for name in "${roles[@]}"; do
+            doc_check "$venv" "$work" role "$name" || failed=1
+        done
+    done
+    rm -rf "$work"
+    say "-- antsibull-docs lint-collection-docs --plugin-docs (markup, references, role argument specs)"
+    if (cd "$dest" && PATH="$(venv_b)/bin:$PATH" ANSIBLE_COLLECTIONS_PATH=$root \
+            "$(venv_b)/bin/antsibull-docs" lint-collection-docs --plugin-docs --skip-rstcheck .); then
+        say "ok: antsibull-docs lint-collection-docs"
+    else
+        say "FAILED: antsibull-docs lint-collection-docs"
+        failed=1
+    fi
+    return $failed
+}
+
+doc_check() {  # venv work type name
+    local venv=$1 work=$2 type=$3 name=$4 output rc=0
+    output=$(cd "$work" && ANSIBLE_COLLECTIONS_PATH=$work/collections "$venv/bin/ansible-doc" -t "$type" "$name" 2>&1) || rc=$?
+    # ansible-core 2.21's ansible-doc -t role warns about its own internal collection: not ours.
+    output=$(grep -v "ansible_collections/ansible/_protomatter' does not have a MANIFEST.json" <<<"$output" || true)
+    if [ $rc -ne 0 ] || grep -qE '^\[?(ERROR|WARNING)' <<<"$output"; then
+        printf '%s\n' "$output" | grep -E 'ERROR|WARNING' -A5 >&2 || true
+        say "FAILED: ansible-doc -t $type $name ($(ansible_version "$venv"))"
+        return 1
+    fi
+    say "ok: ansible-doc -t $type $name ($(printf '%s\n' "$output" | wc -l) lines, $(ansible_version "$venv"))"
+}
+
+stage_build() {
+    bootstrapped
+    with_tree_lock build_and_doc
+}
+
+stage_units() {
+    bootstrapped
+    local failed=0 minor
+    run_pytest "$(venv_a)" "controller A" tests/unit || failed=1
+    run_pytest "$(venv_b)" "controller B" tests/unit || failed=1
+    if [ -d "$REPO/tests/unit/plugins/module_utils" ]; then
+        for minor in $OLD_TARGET_MINORS; do
+            [ -e "$CACHE/venv/target-py$minor" ] || continue
+            run_pytest "$CACHE/venv/target-py$minor" "target Python $minor" tests/unit/plugins/module_utils \
+                || failed=1
+        done
+    fi
+    return $failed
+}
+
+lint_tree() {
+    local dest=$1/ansible_collections/samepage/ksm
+    (cd "$dest" && ANSIBLE_COLLECTIONS_PATH=$1 PATH="$(venv_b)/bin:$PATH" \
+        "$(venv_b)/bin/ansible-lint" --profile production --offline --exclude tests/output)
+}
+
+stage_lint() {
+    bootstrapped
+    with_tree_lock lint_tree
+}
+
+sanity_tree() {
+    local dest=$1/ansible_collections/samepage/ksm failed=0 venv
+    for venv in "$(venv_b)" "$(venv_a)"; do
+        say "-- ansible-test sanity, $(ansible_version "$venv"), Pythons: $(ls "$CACHE/pythons" | tr '\n' ' ')"
+        if ! (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
+                | { grep --line-buffered -vE "$PIP_NOISE" || true; }; then
+            failed=1
+        fi
+    done
+    [ $failed -ne 0 ] || say "ansible-test sanity: OK (ansible-core 2.21 and 2.19)"
+    return $failed
+}
+
+stage_sanity() {
+    bootstrapped
+    with_tree_lock sanity_tree
+}
+
+stage_system() {
+    bootstrapped
+    local failed=0
+    run_pytest "$(venv_a)" "controller A" tests/system || failed=1
+    run_pytest "$(venv_b)" "controller B" tests/system || failed=1
+    return $failed
+}
+
+stage_lab() {
+    bootstrapped
+    local rc=0
+    SAMEPAGE_VENV=$(venv_b) run_pytest "$(venv_b)" "controller B" tests/lab || rc=$?
+    if [ $rc -eq 5 ]; then
+        say "tests/lab: no tests collected (yet); not a failure"
+        return 0
+    fi
+    return $rc
+}
+
+stage_demo() {
+    bootstrapped
+    cd "$REPO"
+    SAMEPAGE_VENV=$(venv_b) exec python3 lab/labctl.py demo "$@"
+}
+
+stage_env() {
+    prepare_cache
+    say "repository:      $REPO"
+    say "cache:           $CACHE"
+    say "controller A:    $(venv_a) -> $(readlink "$(venv_a)" 2>/dev/null || echo 'not built')"
+    say "controller B:    $(venv_b) -> $(readlink "$(venv_b)" 2>/dev/null || echo 'not built')"
+    say "target Pythons:  $CACHE/pythons ($(ls "$CACHE/pythons" 2>/dev/null | tr '\n' ' '))"
+    say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm"
+    say "ansible-test:    $HOME/.ansible/test (its venvs and the get-pip stand-in)"
+}
+
+stage_lock() {
+    prepare_cache
+    local name python tmp
+    for name in controller-2.19 controller-2.21 target-py38; do
+        case $name in
+            controller-2.19) python=$(python_a) ;;
+            controller-2.21) python=$(python_b) ;;
+            target-py38) python=$(find_python 3.8) ;;
+        esac
+        tmp=$(mktemp -d "$CACHE/lock.XXXXXX")
+        "$python" -m venv "$tmp/venv"
+        "$tmp/venv/bin/python" -m pip install --quiet -r "$REQ_DIR/$name.in"
+        { grep '^#' "$REQ_DIR/$name.txt" || true; "$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude setuptools --exclude wheel; } > "$tmp/new.txt"
+        mv "$tmp/new.txt" "$REQ_DIR/$name.txt"
+        rm -rf "$tmp"
+        say "resolved $REQ_DIR/$name.txt"
+    done
+}
+
+stage_all() {
+    local started stage rc seconds total_started failed=() skip=" ${SAMEPAGE_SKIP_STAGES:-} "
+    local summary=()
+    total_started=$(date +%s)
+    header "bootstrap: environments in $CACHE"
+    started=$(date +%s)
+    stage_bootstrap
+    export SAMEPAGE_BOOTSTRAPPED=1
+    summary+=("$(printf '%-10s %-6s %5ss' bootstrap ok $(( $(date +%s) - started )))")
+    for stage in $ALL_STAGES; do
+        if [[ $skip == *" $stage "* ]]; then
+            summary+=("$(printf '%-10s %-6s' "$stage" skipped)")
+            continue
+        fi
+        header "$stage"
+        started=$(date +%s)
+        rc=0
+        bash "${BASH_SOURCE[0]}" "$stage" || rc=$?
+        seconds=$(( $(date +%s) - started ))
+        if [ $rc -eq 0 ]; then
+            summary+=("$(printf '%-10s %-6s %5ss' "$stage" ok "$seconds")")
+        else
+            summary+=("$(printf '%-10s %-6s %5ss' "$stage" FAILED "$seconds")")
+            failed+=("$stage")
+            if [ -n "${FAIL_FAST:-}" ]; then
+                break
+            fi
+        fi
+    done
+    header "summary ($(( $(date +%s) - total_started ))s)"
+    printf '%s\n' "${summary[@]}"
+    if [ ${#failed[@]} -gt 0 ]; then
+        say "FAILED stages: ${failed[*]}"
+        return 1
+    fi
+    say "all stages passed"
+}
+
+main() {
+    [ $# -gt 0 ] || set -- all
+    local stage=$1
+    shift
+    case $stage in
+        all|bootstrap|changelog|build|units|lint|sanity|system|lab|demo|env|lock) "stage_$stage" "$@" ;;
+        *) die "unknown stage '$stage' (all bootstrap changelog build units lint sanity system lab demo env lock)" ;;
+    esac
+}
+
+main "$@"
