@@ -113,8 +113,13 @@ def plot(name, title, results, settings, achievable_of):
     idle = []
     for setting in names:
         values = [r['idle_cpu_pct'] for r in results if r['name'] == setting and r['idle_cpu_pct'] is not None]
-        idle.append(median(values) or 0.0)
-    right.barh(range(len(names)), idle, color=['C%d' % (i % 10) for i in range(len(names))])
+        idle.append(median(values))
+    right.barh(range(len(names)), [v or 0.0 for v in idle], color=['C%d' % (i % 10) for i in range(len(names))])
+    for index, value in enumerate(idle):
+        stopped = any(r['run'] != 1 for r in results if r['name'] == names[index])
+        right.text(value or 0.0, index, ' %s' % ('%.1f %%' % value if value is not None else
+                                                 'ksmd stopped' if stopped else 'not converged'),
+                   va='center', fontsize=7)
     right.set_yticks(range(len(names)))
     right.set_yticklabels(names, fontsize=7)
     right.invert_yaxis()
