@@ -176,7 +176,7 @@ def save(name, data, headers=None, rows=None):
     if headers and rows is not None:
         csv_path = os.path.join(RESULTS, name + '.csv')
         with open(csv_path, 'w', newline='') as handle:
-            writer = csv.writer(handle)
+            writer = csv.writer(handle, lineterminator='\n')
             writer.writerow(headers)
             for row in rows:
                 writer.writerow(['' if c is None else (round(c, 4) if isinstance(c, float) else c) for c in row])
