@@ -11,6 +11,8 @@ __metaclass__ = type
 
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -83,6 +85,18 @@ def test_render_escapes_percent_signs_for_systemd():
     text = _ksm_boot.render({'pages_to_scan': 5}, ksm_dir='/srv/100%/ksm')
     assert 'ConditionPathIsDirectory=/srv/100%%/ksm' in text
     assert "echo 5 > /srv/100%%/ksm/pages_to_scan'" in text
+
+
+@pytest.mark.skipif(shutil.which('systemd-analyze') is None, reason='systemd-analyze is not installed')
+def test_systemd_accepts_the_unit(tmp_path):
+    """systemd's own parser (systemd-analyze verify) finds nothing to complain about in the rendered unit."""
+    path = tmp_path / _ksm_boot.UNIT_NAME
+    path.write_text(_ksm_boot.render(EVERY_KNOB))
+    process = subprocess.run(['systemd-analyze', 'verify', str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, check=False)
+    output = process.stdout.decode('utf-8', 'replace')
+    assert process.returncode == 0, output
+    assert [line for line in output.splitlines() if _ksm_boot.UNIT_NAME in line] == []
 
 
 def test_parse_round_trip_typed():
