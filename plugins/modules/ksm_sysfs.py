@@ -499,8 +499,15 @@ class SysfsTask:
 
         boot = _ksm_boot.BootConfig()
         result['boot_unit'] = boot.unit_path
-        persisted_before = boot.read()
         boot_plan = None
+        try:
+            persisted_before = boot.read()
+        except _ksm.KsmError as err:
+            if params['persist']:
+                raise
+            # Only looked at for a warning: a boot configuration that cannot be read must not fail a live change.
+            self.module.warn('%s (persist=false: the live change goes ahead)' % err.msg)
+            persisted_before = {}
         if params['persist']:
             persisted = _ksm_boot.combine(persisted_before, applied, params['persist_mode'])
             boot_plan = boot.plan(persisted)

@@ -635,3 +635,16 @@ def test_failed_live_write_leaves_the_boot_configuration_alone(host, units):
     assert result['failed'] is True
     assert unit_text(units) == before
     assert sorted(os.listdir(str(units))) == [_ksm_boot.UNIT_NAME, 'sysinit.target.wants']
+
+
+def test_unreadable_boot_configuration(host, units, monkeypatch):
+    def unreadable(config):
+        raise _ksm.KsmError('Cannot read the boot configuration %s: Permission denied' % config.unit_path)
+
+    monkeypatch.setattr(_ksm_boot.BootConfig, 'read_text', unreadable)
+    live = sysfs({'pages_to_scan': 1000})
+    assert live['failed'] is False and live['changed'] is True and live['persisted'] == {}
+    assert any('Permission denied' in warning and 'persist=false' in warning for warning in live['warnings'])
+    persisted = sysfs({'pages_to_scan': 2000, 'persist': True})
+    assert persisted['failed'] is True and 'Permission denied' in persisted['msg']
+    assert host.kernel.values['pages_to_scan'] == 1000
