@@ -120,7 +120,7 @@ options:
     description:
       - What to do with knobs this kernel does not have (for example the advisor before Linux 6.8).
       - V(false) fails, naming the knob and the kernel version it came with.
-      - V(true) skips them with a warning and lists them in RV(skipped); the other knobs are set.
+      - V(true) skips them with a warning and lists them in RV(skipped_knobs); the other knobs are set.
     type: bool
     default: false
   persist:
@@ -312,8 +312,10 @@ writes:
     - {knob: run, value: 2}
     - {knob: merge_across_nodes, value: 0}
     - {knob: run, value: 1}
-skipped:
-  description: Knobs of the task that this kernel does not have and that O(skip_missing=true) skipped.
+skipped_knobs:
+  description:
+    - Knobs of the task that this kernel does not have and that O(skip_missing=true) skipped.
+    - Not named C(skipped), because Ansible reads a non-empty C(skipped) in a result as "the task was skipped".
   returned: always
   type: list
   elements: str
@@ -447,7 +449,7 @@ class SysfsTask:
         self.module = module
         self.params = module.params
         self.ksm = _ksm.Ksm()
-        self.result = dict(changed=False, writes=[], skipped=[])
+        self.result = dict(changed=False, writes=[], skipped_knobs=[])
 
     # -- what is asked ------------------------------------------------------------------------------
     def wanted(self, state, nodes):
@@ -483,9 +485,9 @@ class SysfsTask:
         writes, missing = self.ksm.plan(state, wanted, skip_missing=params['skip_missing'])
         applied = dict((name, value) for name, value in wanted.items() if name not in missing)
         if missing:
-            result['skipped'] = sorted(missing, key=_ksm.WRITE_ORDER.index)
+            result['skipped_knobs'] = sorted(missing, key=_ksm.WRITE_ORDER.index)
             self.module.warn('Skipped %s: not available on this kernel (%s), skip_missing=true'
-                             % (', '.join(result['skipped']), _ksm.kernel_release()))
+                             % (', '.join(result['skipped_knobs']), _ksm.kernel_release()))
 
         busy = self.ksm.blocked_by_sharing(state, writes)
         unmerge = bool(busy)
