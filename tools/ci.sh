@@ -264,10 +264,24 @@ sync_tree() {
         | tar --null -T - -cf -) | tar -xf - -C "$dest"
 }
 
+prune_trees() {  # copies made for clones that no longer exist
+    local source_file source
+    for source_file in "$CACHE"/tree/*/source; do
+        [ -f "$source_file" ] || continue
+        source=$(cat "$source_file")
+        if [ ! -d "$source" ]; then
+            say "removing the work copy of $source (gone): $(dirname "$source_file")"
+            rm -rf "$(dirname "$source_file")" "$(dirname "$source_file").lock"
+        fi
+    done
+}
+
 with_tree_lock() {  # runs "$@" holding the lock of this clone's tree copy
     local root
+    prune_trees
     root=$(stage_tree)
     mkdir -p "$root"
+    printf '%s\n' "$REPO" > "$root/source"
     exec 9>"$root.lock"
     flock 9
     sync_tree "$root"
