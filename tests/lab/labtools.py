@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Helpers for lab tests: real Ansible runs over SSH against the QEMU guests of lab/labctl.py.
+
+The fixtures in tests/lab/conftest.py give a session-wide lab (`lab`), its guests (`guests`, and
+`debian12`, `debian13`, `numa_guest`); the functions here do the rest:
+
+    result = module(lab, guest, 'samepage.ksm.ksm_info', {'max_processes': 0})
+    four_steps(lab, guest, 'samepage.ksm.ksm_sysfs', {'pages_to_scan': 1234})   # the idiom, asserted
+    assert read_ksm(guest)['pages_to_scan'] == '1234'                           # the real state
+    guest.reboot()                                                             # systemctl reboot, wait for SSH
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import json
+import os
+import sys
+
+from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module, run_playbook
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LABCTL_PATH = os.path.join(REPO, 'lab', 'labctl.py')
+
+
+def load_labctl():
+    """lab/labctl.py as a module (it is a script, not part of the collection's Python packages)."""
+    name = 'samepage_labctl'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, LABCTL_PATH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+labctl = load_labctl()
+
+
+def module(lab, guest, name, args=None, check=False, diff=False):
+    """Run one module on one guest with the real `ansible` command over SSH; the host's result dict."""
+    return run_module(name, args, host=guest.name, check=check, diff=diff, inventory=lab.inventory)
+
+
+def playbook(lab, path, **kwargs):
+    """ansible-playbook against the lab's inventory (tests/support/ansible_cli.run_playbook)."""
+    return run_playbook(path, inventory=lab.inventory, **kwargs)
+
+
+def _brief(result):
+    keys = ('changed', 'failed', 'msg', 'writes', 'skipped_knobs', 'unmerged', 'warnings')
+    return json.dumps(dict((k, result.get(k)) for k in keys if k in result), default=str)
+
+
+def four_steps(lab, guest, name, args, diff=True):
+    """The four-step idiom on a guest, asserted: check (changed), apply (changed), apply (unchanged),
+    check (unchanged). Returns the four results; the caller asserts the real state afterwards."""
+    results = []
+    for step, check, expected in (('check mode', True, True), ('apply', False, True),
+                                  ('apply again', False, False), ('check mode again', True, False)):
+        result = module(lab, guest, name, args, check=check, diff=diff)
+        assert not result['failed'], '%s on %s, %s: %s\n%s' % (
+            name, guest.name, step, _brief(result), result.output[-3000:])
+        assert result['changed'] is expected, '%s on %s, %s: changed=%s, expected %s: %s' % (
+            name, guest.name, step, result['changed'], expected, _brief(result))
+        results.append(result)
+    return results
+
+
+def read_ksm(guest):
+    """Every file of /sys/kernel/mm/ksm on the guest, as the text the kernel prints ({name: text})."""
+    out = guest.ssh('cd /sys/kernel/mm/ksm && for f in *; do printf "%s=%s\\n" "$f" "$(cat $f)"; done').stdout
+    return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+
+
+def unit_state(guest, unit):
+    """(ActiveState, UnitFileState) of a unit on the guest, e.g. ('inactive', 'disabled')."""
+    out = guest.ssh('systemctl show -p ActiveState -p UnitFileState %s' % unit).stdout
+    values = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+    return values.get('ActiveState'), values.get('UnitFileState')
+
+
+def stop_ksmtuned(guest):
+    """Stop ksmtuned (it rewrites run, pages_to_scan and sleep_millisecs about once a minute)."""
+    guest.ssh('systemctl stop ksmtuned.service')
+
+
+# The kernel's own defaults, written in an order the kernel accepts (merge_across_nodes needs no
+# page shared: run=2 first unmerges everything).
+KERNEL_DEFAULTS = (
+    ('run', '2'), ('pages_to_scan', '100'), ('sleep_millisecs', '20'), ('max_page_sharing', '256'),
+    ('merge_across_nodes', '1'), ('use_zero_pages', '0'), ('run', '0'),
+)
+
+
+def reset_ksm(guest, stop_tuned=True):
+    """Put the guest's KSM back to kernel defaults (unmerged, run=0); stop ksmtuned first."""
+    if stop_tuned:
+        stop_ksmtuned(guest)
+    script = ' && '.join('echo %s > /sys/kernel/mm/ksm/%s' % (value, name) for name, value in KERNEL_DEFAULTS)
+    guest.ssh('cd /sys/kernel/mm/ksm && if [ -e advisor_mode ]; then echo none > advisor_mode; fi && '
+              'if [ -e smart_scan ]; then echo 1 > smart_scan; fi && ' + script)
+
+
+def remove_boot_config(lab, guest):
+    """Remove what ksm_sysfs persisted (persist_mode=replace with no knobs), through the module itself."""
+    result = module(lab, guest, 'samepage.ksm.ksm_sysfs', {'persist': True, 'persist_mode': 'replace'})
+    assert not result['failed'], _brief(result)
+    return result
