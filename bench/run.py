@@ -124,7 +124,7 @@ def main(argv=None):
     jobs = {
         'converge-host': lambda: bench_converge.run_host(reps=o.reps, group=o.group),
         'merge-host': lambda: bench_merge.run_host(reps=o.reps, mib=o.mib, timeout=o.timeout, idle_seconds=o.idle,
-                                                  only=only),
+                                                   only=only),
         'unmerge-host': lambda: bench_unmerge.run_host(reps=o.reps, mib=o.mib),
         'converge-lab': lambda: bench_converge.run_lab(reps=o.reps, group=o.group),
         'merge-guest': lambda: bench_merge.run_guest(reps=o.reps, mib=o.mib, timeout=int(o.timeout * 1.5),
