@@ -180,7 +180,7 @@ def run_host(reps=3, mib=128, timeout=120, idle_seconds=10, only=None):
         for name, knobs in order:
             with ksm_host_guard() as host:          # one measurement per lock hold
                 config = {'settings': [{'name': name, 'knobs': knobs}], 'reps': 1, 'mib': mib,
-                          'timeout': timeout, 'idle_seconds': idle_seconds, 'interval': 0.05}
+                          'timeout': timeout, 'idle_seconds': idle_seconds, 'interval': 0.05, 'rep_label': rep + 1}
                 result = merge_probe.run_config(config, ksm=host.ksm, log=say)[0]
             result['rep'] = rep + 1
             results.append(result)
@@ -281,7 +281,8 @@ def run_two_guests(reps=2, timeout=180, idle_seconds=10, suite='bookworm', memor
             for name, knobs in order:
                 with ksm_host_guard() as host:
                     config = {'settings': [{'name': name, 'knobs': knobs}], 'reps': 1, 'timeout': timeout,
-                              'idle_seconds': idle_seconds, 'interval': 0.1, 'plateau_seconds': 15}
+                              'idle_seconds': idle_seconds, 'interval': 0.1, 'plateau_seconds': 15,
+                              'rep_label': rep + 1}
                     result = merge_probe.run_config(config, ksm=host.ksm, pids=pids, log=say)[0]
                 result['rep'] = rep + 1
                 results.append(result)

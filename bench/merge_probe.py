@@ -177,7 +177,8 @@ def run_config(config, ksm=None, pids=None, log=None):
         shift = rep % len(settings)
         for setting in settings[shift:] + settings[:shift]:
             if log:
-                log('rep %d: %s %s' % (rep + 1, setting['name'], json.dumps(setting['knobs'], sort_keys=True)))
+                log('rep %s: %s %s' % (config.get('rep_label', rep + 1), setting['name'],
+                                       json.dumps(setting['knobs'], sort_keys=True)))
             result = measure(ksm, setting['knobs'], pids=pids, mib=config.get('mib', 128),
                              target=config.get('target'), timeout=config.get('timeout', 120),
                              idle_seconds=config.get('idle_seconds', 10), interval=config.get('interval', 0.1),
