@@ -285,7 +285,7 @@ def ensure_tools(names, install=True):
         install_result = run(['apt-get', 'install', '-y', '-q', '--no-install-recommends'] + wanted, env=env)
     still = missing_tools(names)
     if install_result.returncode != 0 or still:
-        raise LabError('%s is missing and could not be installed with apt-get.\n'
+        raise LabError('missing %s, and apt-get could not install it.\n'
                        'apt-get update said:\n%s\napt-get install said:\n%s\n'
                        'Install it by hand (%s) and run again.'
                        % (', '.join(still or missing), indent(update.stdout.strip()[-1500:]),
@@ -623,17 +623,21 @@ def host_kvm_verdict():
     return True, '/dev/kvm with kvm_intel/kvm_amd'
 
 
-def probe_kvm(kernel, workdir):
-    """Boot the guest kernel under KVM without a disk: True if it gets far enough to print its banner."""
-    console = os.path.join(workdir, 'kvm-probe.console')
-    cmd = ['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'host', '-m', '256', '-nodefaults',
-           '-no-user-config', '-display', 'none', '-serial', 'file:' + console, '-no-reboot',
+def probe_boot(kernel, workdir, accel='kvm', seconds=KVM_PROBE_SECONDS):
+    """Boot the guest kernel without a disk: True if it gets as far as printing its banner and memory.
+
+    Where /dev/kvm cannot run a stock kernel (PVM: it hangs in the decompressor; or QEMU aborts on an
+    MSR write), nothing is printed and the probe says False.
+    """
+    console = os.path.join(workdir, 'probe-%s.console' % accel)
+    cmd = ['qemu-system-x86_64', '-accel', accel, '-cpu', 'host' if accel == 'kvm' else 'max', '-m', '256',
+           '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'file:' + console, '-no-reboot',
            '-kernel', kernel, '-append', 'console=ttyS0 panic=-1 earlyprintk=ttyS0']
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
     ok = False
     try:
-        deadline = time.time() + KVM_PROBE_SECONDS
+        deadline = time.time() + seconds
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.5)
             try:
@@ -641,7 +645,7 @@ def probe_kvm(kernel, workdir):
                     text = handle.read()
             except (IOError, OSError):
                 continue
-            if b'Linux version' in text and (b'Calibrating' in text or b'Memory:' in text):
+            if b'Linux version' in text and b'Memory:' in text:
                 ok = True
                 break
     finally:
@@ -664,7 +668,7 @@ def choose_accel(kernel, workdir):
     if not usable:
         return 'tcg', reason
     say('probing KVM: booting the guest kernel for up to %d s' % KVM_PROBE_SECONDS)
-    if probe_kvm(kernel, workdir):
+    if probe_boot(kernel, workdir, 'kvm'):
         return 'kvm', 'KVM booted the guest kernel (probe)'
     return 'tcg', 'a probe boot under KVM did not reach the kernel banner in %d s' % KVM_PROBE_SECONDS
 
@@ -1244,6 +1248,12 @@ def human(number):
     return '%.1f GiB' % number
 
 
+def chosen(text):
+    """The selected word of a sysfs choice file: '[none] scan-time' -> 'none'."""
+    match = re.search(r'\[([^]]+)\]', text)
+    return match.group(1) if match else text
+
+
 def saved_bytes(report):
     ksm = report['ksm']
     if 'general_profit' in ksm:
@@ -1269,7 +1279,7 @@ def print_report(lab, reports):
         print('  settings : run=%s pages_to_scan=%s sleep_millisecs=%s merge_across_nodes=%s%s' % (
             ksm.get('run'), ksm.get('pages_to_scan'), ksm.get('sleep_millisecs'),
             ksm.get('merge_across_nodes', 'n/a'),
-            ' advisor_mode=%s' % ksm['advisor_mode'] if 'advisor_mode' in ksm else ''))
+            ' advisor_mode=%s' % chosen(ksm['advisor_mode']) if 'advisor_mode' in ksm else ''))
         print('  services : ksm %s/%s, ksmtuned %s/%s, demo workload %s' % (
             svc['ksm'][0], svc['ksm'][1], svc['ksmtuned'][0], svc['ksmtuned'][1],
             svc['samepage-lab-workload'][0]))
@@ -1383,10 +1393,10 @@ def demo(lab, workload_mib=128, host_ksm=False, host_seconds=100, merge_timeout=
     if host_ksm:
         host_ksm_demo(lab, playbook_bin, host_seconds)
     say('demo finished in %s' % fmt_seconds(time.time() - started))
-    print_explore(lab)
+    print_explore(lab, playbook_bin)
 
 
-def print_explore(lab):
+def print_explore(lab, ansible_playbook='ansible-playbook'):
     me = os.path.relpath(os.path.abspath(__file__))
     env = ''
     if lab.state_dir != default_state_dir():
@@ -1395,9 +1405,9 @@ def print_explore(lab):
     print('The lab is still running. To explore it:')
     print('  %spython3 %s status' % (env, me))
     for guest in lab.guests:
-        print('  %spython3 %s ssh %s        # Debian %d, group %s' % (env, me, guest.name, guest.debian, guest.group))
-    print('  ANSIBLE_COLLECTIONS_PATH=%s ansible-playbook -i %s site.yml'
-          % (lab.collections_path(), lab.inventory))
+        print('  %spython3 %s ssh %-14s # Debian %d, group %s' % (env, me, guest.name, guest.debian, guest.group))
+    print('  ANSIBLE_COLLECTIONS_PATH=%s %s -i %s site.yml'
+          % (lab.collections_path(), ansible_playbook, lab.inventory))
     print('To stop every guest and free its ports:')
     print('  make lab-down      (or: %spython3 %s down)' % (env, me))
 
