@@ -1,0 +1,574 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The roles samepage.ksm.ksm and samepage.ksm.ksmtuned, through site.yml and inventory/example, on
+the lab's real guests (lab-dense: Debian 12, lab-balanced: Debian 13 with two NUMA nodes, lab-secure:
+Debian 13), over SSH, with real systemd.
+
+The tests run in file order and build on each other: bad input first (on guests that are not
+converged, so any task that ran would have changed something), then the converge in four steps, the
+differences between the groups, a group variable changed, the libvirt hook, a host moved from dense
+to secure, and a reboot. A module fixture puts the guests back to the image's state before and after.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+import yaml
+
+from ansible_collections.samepage.ksm.tests.lab.labtools import REPO, read_ksm, remove_boot_config, reset_ksm
+from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_playbook
+
+SITE = os.path.join(REPO, 'site.yml')
+EXAMPLE_GROUP_VARS = os.path.join(REPO, 'inventory', 'example', 'group_vars')
+WORKLOAD = os.path.join(REPO, 'tests', 'support', 'merge_workload.py')
+
+CONF = '/etc/ksmtuned.conf'
+CONF_BACKUP = '/root/ksmtuned.conf.before-samepage-tests'
+HOOK = '/etc/libvirt/hooks/qemu.d/samepage-ksmtuned'
+BOOT_UNIT = '/etc/systemd/system/samepage-ksm-sysfs.service'
+UNITS = ('ksm.service', 'ksmtuned.service')
+
+RESTART_TASK = 'Start and enable ksmtuned, restarting it if its configuration changed'
+HOOK_HANDLER = 'Restart libvirt so that it finds the ksmtuned hook'
+UNMERGE_TASK = 'Unmerge every shared page, if memory allows it'
+
+# Knobs ksmtuned rewrites every monitor interval while it runs: not part of a guest's "unchanged" state.
+TUNED_KNOBS = ('run', 'pages_to_scan', 'sleep_millisecs')
+# Files of /sys/kernel/mm/ksm that are settings (the rest are counters that move on their own).
+SETTINGS = ('run', 'pages_to_scan', 'sleep_millisecs', 'merge_across_nodes', 'max_page_sharing',
+            'use_zero_pages', 'smart_scan', 'stable_node_chains_prune_millisecs', 'advisor_mode',
+            'advisor_max_cpu', 'advisor_min_pages_to_scan', 'advisor_max_pages_to_scan',
+            'advisor_target_scan_time')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the guests
+
+def sh(guest, command, check=True):
+    return guest.ssh(command, check=check).stdout
+
+
+def units(guest):
+    """{unit: (ActiveState, UnitFileState, MainPID)} of ksm.service and ksmtuned.service."""
+    out = sh(guest, 'systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID %s' % ' '.join(UNITS))
+    result = {}
+    for block in out.strip().split('\n\n'):
+        values = dict(line.split('=', 1) for line in block.splitlines() if '=' in line)
+        result[values['Id']] = (values['ActiveState'], values['UnitFileState'], int(values['MainPID']))
+    return result
+
+
+def states(guest):
+    """{unit: (ActiveState, UnitFileState)}."""
+    return dict((unit, value[:2]) for unit, value in units(guest).items())
+
+
+def file_digest(guest, path):
+    """sha256 and mode of a file on the guest, or None when it does not exist."""
+    out = sh(guest, 'if [ -e %s ]; then sha256sum %s | cut -d" " -f1; stat -c %%a %s; fi' % (path, path, path))
+    return tuple(out.split()) or None
+
+
+def conf(guest):
+    """/etc/ksmtuned.conf as {KEY: value} (comments and blank lines left out), and its raw text."""
+    text = sh(guest, 'cat %s' % CONF)
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith('#'):
+            key, _sep, value = line.partition('=')
+            values[key] = value
+    return values, text
+
+
+def snapshot(guest):
+    """Everything the roles could change on a guest (minus what ksmtuned itself rewrites)."""
+    live = read_ksm(guest)
+    tuned_running = units(guest)['ksmtuned.service'][0] == 'active'
+    knobs = dict((name, live[name]) for name in SETTINGS
+                 if name in live and not (tuned_running and name in TUNED_KNOBS))
+    return {
+        'knobs': knobs,
+        'units': units(guest),
+        'conf': file_digest(guest, CONF),
+        'boot_unit': file_digest(guest, BOOT_UNIT),
+        'hook': file_digest(guest, HOOK),
+    }
+
+
+def guest_epoch(guest):
+    return int(sh(guest, 'date +%s').strip())
+
+
+def journal_lines(guest, unit, since):
+    """Messages systemd logged about a unit since a guest time (epoch seconds)."""
+    return sh(guest, 'journalctl -q -u %s --since=@%d -o cat' % (unit, since), check=False).splitlines()
+
+
+def changed(run):
+    return dict((host, stats['changed']) for host, stats in run.stats.items())
+
+
+def task_results(run, task, host=None):
+    """Results of a role task or handler (names come as '<role> : <name>')."""
+    return [r for r in run.results if (r['task'] == task or r['task'].endswith(' : ' + task))
+            and (host is None or r['host'] == host)]
+
+
+def assert_ok(run, hosts):
+    assert run.rc == 0, run.output[-6000:]
+    assert set(run.stats) == set(hosts), run.stats
+    for host in hosts:
+        assert run.stats[host]['failed'] == 0 and run.stats[host]['unreachable'] == 0, run.output[-6000:]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inventories: the lab's, or a copy of it with group_vars/hosts changed
+
+class Inventory(object):
+    """A copy of the lab's inventory and of inventory/example/group_vars that a test may change."""
+
+    def __init__(self, lab):
+        self.dir = tempfile.mkdtemp(prefix='samepage-roles-inventory-')
+        with open(lab.inventory) as handle:
+            self.hosts = yaml.safe_load(handle)
+        shutil.copytree(EXAMPLE_GROUP_VARS, os.path.join(self.dir, 'group_vars'))
+        self.write()
+
+    @property
+    def path(self):
+        return os.path.join(self.dir, 'hosts.yml')
+
+    def groups(self):
+        return self.hosts['all']['children']['kvm_hosts']['children']
+
+    def move(self, host, to_group):
+        groups = self.groups()
+        for group in groups.values():
+            hosts = group.get('hosts') or {}
+            if host in hosts:
+                hostvars = hosts.pop(host)
+                break
+        else:
+            raise AssertionError('%s is in no group' % host)
+        groups.setdefault(to_group, {}).setdefault('hosts', {})[host] = hostvars
+        self.write()
+
+    def set_group_var(self, group, name, value):
+        path = os.path.join(self.dir, 'group_vars', '%s.yml' % group)
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+        data[name] = value
+        with open(path, 'w') as handle:
+            yaml.safe_dump(data, handle, default_flow_style=False)
+
+    def write(self):
+        with open(self.path, 'w') as handle:
+            yaml.safe_dump(self.hosts, handle, default_flow_style=False)
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def example_vars(group):
+    with open(os.path.join(EXAMPLE_GROUP_VARS, '%s.yml' % group)) as handle:
+        data = yaml.safe_load(handle) or {}
+    with open(os.path.join(EXAMPLE_GROUP_VARS, 'kvm_hosts.yml')) as handle:
+        common = yaml.safe_load(handle) or {}
+    merged = copy.deepcopy(common)
+    merged.update(data)
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------------
+# The guests' starting point
+
+def to_image_state(lab, guest):
+    """KSM and ksmtuned as the image has them: kernel defaults, both services enabled and running,
+    the packaged ksmtuned.conf, no boot configuration, no hook."""
+    remove_boot_config(lab, guest)
+    reset_ksm(guest)
+    # The packaged ksmtuned.conf (every key commented out) is kept aside the first time; a guest that
+    # never had it gets a file with the same effect.
+    sh(guest, 'if [ -e {b} ]; then cp {b} {c}; elif grep -q samepage.ksm {c}; then '
+              'echo "# Configuration file for ksmtuned (every setting at its default)." > {c}; '
+              'else cp {c} {b}; fi; rm -f {h}; rm -f /run/samepage-roles-workload.pid; '
+              'systemctl enable --now ksm.service ksmtuned.service'.format(b=CONF_BACKUP, c=CONF, h=HOOK))
+
+
+@pytest.fixture(scope='module')
+def fresh(lab, guests):
+    """Every guest as the image has it, before the first test of this file and after the last."""
+    def reset_all():
+        threads = [threading.Thread(target=to_image_state, args=(lab, guest)) for guest in guests.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    reset_all()
+    yield guests
+    for guest in guests.values():
+        sh(guest, 'if [ -e /run/samepage-roles-workload.pid ]; then kill $(cat /run/samepage-roles-workload.pid); '
+                  'fi; systemctl stop libvirtd.service; rm -f /etc/systemd/system/libvirtd.service; '
+                  'systemctl daemon-reload', check=False)
+    reset_all()
+
+
+@pytest.fixture(scope='module')
+def inventory(lab, fresh):
+    """The lab's hosts with this repository's inventory/example/group_vars, unchanged (the lab's own
+    inventory links the group_vars of the clone that wrote it, which need not be this one)."""
+    pristine = Inventory(lab)
+    yield pristine.path
+    pristine.remove()
+
+
+def site(inventory, **kwargs):
+    """ansible-playbook site.yml against the lab's guests, with the given inventory."""
+    return run_playbook(SITE, inventory=inventory, **kwargs)
+
+
+def by_group(guests):
+    return dict((guest.group, guest) for guest in guests.values())
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Bad input fails before anything changes (on a guest that is not converged)
+
+BAD_INPUTS = [
+    ({'ksmtuned_npages_decay': 5}, 'ksmtuned_npages_decay=5 is out of range for KSM_NPAGES_DECAY'),
+    ({'ksmtuned_npages_min': 2000, 'ksmtuned_npages_max': 1000},
+     'ksmtuned_npages_min=2000 is greater than ksmtuned_npages_max=1000'),
+    ({'ksmtuned_logfile': '/var/log/ksmtuned;reboot'}, 'is not valid for LOGFILE'),
+    ({'ksmtuned_logfile': 'var/log/ksmtuned'}, 'is not valid for LOGFILE'),
+    ({'ksmtuned_monitor_interval': 0}, 'ksmtuned_monitor_interval=0 is out of range for KSM_MONITOR_INTERVAL'),
+    ({'ksmtuned_thres_coef': 'abc'}, "ksmtuned_thres_coef"),
+    ({'ksm_settings': {'pages_to_scan': 5000}}, 'ksm_settings.pages_to_scan is set, but ksm_tuner is ksmtuned'),
+    ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
+    ({'ksm_merge_across_nodes': 'sometimes'}, 'ksm_merge_across_nodes must be one of'),
+    ({'ksm_memory_margin': '5 percent'}, 'ksm_memory_margin "5 percent" is not valid'),
+    ({'ksm_settings': {'max_page_sharing': 1}}, 'Invalid value 1 for max_page_sharing'),
+    ({'ksm_enabled': False, 'ksmtuned_enabled': True}, 'ksmtuned_enabled is true but ksm_enabled is false'),
+]
+
+
+@pytest.mark.parametrize('extra_vars, message', BAD_INPUTS, ids=[
+    'decay-positive', 'min-above-max', 'logfile-metachar', 'logfile-relative', 'interval-zero',
+    'coef-not-int', 'pages-with-ksmtuned', 'run-not-a-setting', 'numa-choice', 'margin', 'kernel-range',
+    'ksmtuned-without-ksm'])
+def test_bad_input_fails_before_anything_changes(lab, fresh, inventory, extra_vars, message):
+    guest = by_group(fresh)['balanced']
+    before = snapshot(guest)
+    run = site(inventory, extra_vars=extra_vars, limit=guest.name)
+    assert run.rc != 0
+    assert run.stats[guest.name]['failed'] == 1 and run.stats[guest.name]['changed'] == 0, run.stats
+    failed = [r for r in run.results if r['status'] == 'failed']
+    assert len(failed) == 1
+    text = str(failed[0]['result'].get('msg', '')) + ' ' + ' '.join(failed[0]['result'].get('argument_errors', []))
+    assert message in text, text
+    assert snapshot(guest) == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Converge: check mode, apply, apply again, check mode again
+
+def test_converge_in_four_steps(lab, fresh, inventory):
+    hosts = sorted(fresh)
+    check = site(inventory, check=True, diff=True)
+    assert_ok(check, hosts)
+    assert all(changed(check)[host] > 0 for host in hosts), changed(check)
+    # check mode wrote nothing: the guests are still as the image has them
+    for guest in fresh.values():
+        assert file_digest(guest, BOOT_UNIT) is None
+        assert 'samepage.ksm' not in conf(guest)[1]
+        assert states(guest) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+
+    first = site(inventory, diff=True)
+    assert_ok(first, hosts)
+    assert all(changed(first)[host] > 0 for host in hosts), changed(first)
+
+    again = site(inventory)
+    assert_ok(again, hosts)
+    assert changed(again) == dict((host, 0) for host in hosts), (changed(again), again.output[-6000:])
+
+    check_again = site(inventory, check=True)
+    assert_ok(check_again, hosts)
+    assert changed(check_again) == dict((host, 0) for host in hosts), changed(check_again)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. The groups differ on the guests as their group_vars say
+
+# ksmtuned.conf keys, the role variables behind them and ksmtuned's defaults (the role's too).
+CONF_KEYS = (
+    ('KSM_MONITOR_INTERVAL', 'ksmtuned_monitor_interval', 60), ('KSM_SLEEP_MSEC', 'ksmtuned_sleep_msec', 10),
+    ('KSM_NPAGES_BOOST', 'ksmtuned_npages_boost', 300), ('KSM_NPAGES_DECAY', 'ksmtuned_npages_decay', -50),
+    ('KSM_NPAGES_MIN', 'ksmtuned_npages_min', 64), ('KSM_NPAGES_MAX', 'ksmtuned_npages_max', 1250),
+    ('KSM_THRES_COEF', 'ksmtuned_thres_coef', 20), ('KSM_THRES_CONST', 'ksmtuned_thres_const', 2048),
+)
+
+
+def expected_conf(group_vars):
+    """The KEY=value lines ksmtuned.conf must hold for a group's variables (no LOGFILE, no DEBUG)."""
+    return dict((key, str(group_vars.get(var, default))) for key, var, default in CONF_KEYS)
+
+
+def assert_converged(guests):
+    groups = by_group(guests)
+    dense, balanced, secure = groups['dense'], groups['balanced'], groups['secure']
+    dense_vars = example_vars('dense')
+
+    # dense: KSM on, ksmtuned aggressive, its settings live and persisted, the libvirt hook in place
+    assert states(dense) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+    values, text = conf(dense)
+    assert values == expected_conf(dense_vars), text
+    live = read_ksm(dense)
+    for knob, value in dense_vars['ksm_settings'].items():
+        if knob in live:
+            expected = str(int(value)) if isinstance(value, bool) else str(value)
+            assert live[knob] == expected, (knob, live[knob])
+    assert live['merge_across_nodes'] == '1'     # one NUMA node: auto merges across nodes
+    unit_text = sh(dense, 'cat %s' % BOOT_UNIT)
+    assert "echo %s > /sys/kernel/mm/ksm/max_page_sharing'" % dense_vars['ksm_settings']['max_page_sharing'] in unit_text
+    assert "/sys/kernel/mm/ksm/run'" not in unit_text   # ksmtuned owns run
+    assert file_digest(dense, HOOK)[1] == '755'
+
+    # balanced: KSM on, ksmtuned at its own defaults, per-node merging on the two-node guest
+    assert states(balanced) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+    values, text = conf(balanced)
+    assert values == expected_conf(example_vars('balanced')), text
+    assert values == expected_conf({}), text   # balanced keeps ksmtuned's own defaults
+    assert 'DEBUG' not in values and 'LOGFILE' not in values
+    live = read_ksm(balanced)
+    assert balanced.numa_nodes == 2 and live['merge_across_nodes'] == '0'
+    assert live['max_page_sharing'] == '256' and live['use_zero_pages'] == '0'
+    assert "echo 0 > /sys/kernel/mm/ksm/merge_across_nodes'" in sh(balanced, 'cat %s' % BOOT_UNIT)
+    assert file_digest(balanced, HOOK) is None
+
+    # secure: KSM off, nothing shared, both services stopped and disabled, run=0 persisted
+    assert states(secure) == {'ksm.service': ('inactive', 'disabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+    live = read_ksm(secure)
+    assert live['run'] in ('0', '2') and live['pages_shared'] == '0' and live['pages_sharing'] == '0'
+    assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(secure, 'cat %s' % BOOT_UNIT)
+    assert file_digest(secure, HOOK) is None
+
+
+def wait_for(guest, test, timeout, what):
+    deadline = time.time() + timeout
+    live = {}
+    while time.time() < deadline:
+        live = read_ksm(guest)
+        if test(live):
+            return live
+        time.sleep(5)
+    raise AssertionError('%s: %s not seen within %d s (run=%s pages_to_scan=%s)'
+                         % (guest.name, what, timeout, live.get('run'), live.get('pages_to_scan')))
+
+
+def test_groups_differ_on_the_guests(fresh):
+    assert_converged(fresh)
+    # ksmtuned at work: on dense (threshold = all of memory) it keeps ksmd running and ramps the scan
+    # rate up to its maximum; on the idle balanced guest (plenty of free memory) it stops ksmd.
+    dense_vars = example_vars('dense')
+    top = str(dense_vars['ksmtuned_npages_max'])
+    wait_for(by_group(fresh)['dense'], lambda live: live['run'] == '1' and live['pages_to_scan'] == top,
+             timeout=dense_vars['ksmtuned_monitor_interval'] * 8 + 60, what='run=1 pages_to_scan=%s' % top)
+    wait_for(by_group(fresh)['balanced'], lambda live: live['run'] == '0', timeout=200, what='run=0')
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Changing a group variable restarts ksmtuned exactly once
+
+def test_group_variable_change_restarts_ksmtuned_once(lab, fresh, inventory):
+    dense = by_group(fresh)['dense']
+    changed_inventory = Inventory(lab)
+    try:
+        new_max = example_vars('dense')['ksmtuned_npages_max'] + 500
+        changed_inventory.set_group_var('dense', 'ksmtuned_npages_max', new_max)
+        pid_before = units(dense)['ksmtuned.service'][2]
+        since = guest_epoch(dense)
+        time.sleep(1)
+
+        run = site(changed_inventory.path, diff=True)
+        assert_ok(run, sorted(fresh))
+        assert changed(run) == {dense.name: 2, by_group(fresh)['balanced'].name: 0,
+                                by_group(fresh)['secure'].name: 0}, changed(run)   # the file, the restart
+        restarts = task_results(run, RESTART_TASK, dense.name)
+        assert len(restarts) == 1 and restarts[0]['result']['changed'], restarts
+        assert conf(dense)[0]['KSM_NPAGES_MAX'] == str(new_max)
+        pid_after = units(dense)['ksmtuned.service'][2]
+        assert pid_after not in (0, pid_before)
+        log = journal_lines(dense, 'ksmtuned.service', since)
+        assert len([line for line in log if line.startswith('Started ')]) == 1, log
+        assert len([line for line in log if line.startswith('Stopped ')]) == 1, log
+        assert not [line for line in log if line.startswith('Reload')], log   # a reload would not re-read it
+
+        # the same variables again: nothing changes, ksmtuned keeps running as it is
+        same = site(changed_inventory.path)
+        assert_ok(same, sorted(fresh))
+        assert sum(changed(same).values()) == 0, changed(same)
+        assert units(dense)['ksmtuned.service'][2] == pid_after
+    finally:
+        changed_inventory.remove()
+    back = site(inventory, limit=dense.name)
+    assert_ok(back, [dense.name])
+    assert changed(back)[dense.name] == 2
+    assert_converged(fresh)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. The libvirt hook: retunes ksmtuned, always exits 0, and a new hook is picked up without a manual restart
+
+def test_libvirt_hook(lab, fresh, inventory):
+    dense = by_group(fresh)['dense']
+    secure = by_group(fresh)['secure']
+    pid = units(dense)['ksmtuned.service'][2]
+    since = guest_epoch(dense)
+    time.sleep(1)
+    out = sh(dense, 'echo "<domain/>" | {h} guest1 prepare begin -; echo "prepare=$?"; '
+                    'echo "<domain/>" | {h} guest1 started begin -; echo "started=$?"; sleep 2; '
+                    '{h} guest1 release end - </dev/null; echo "release=$?"; sleep 3'.format(h=HOOK))
+    assert 'prepare=0' in out and 'started=0' in out and 'release=0' in out, out
+    log = journal_lines(dense, 'ksmtuned.service', since)
+    assert len([line for line in log if line.startswith('Reloaded ')]) == 2, log   # started and release
+    assert not [line for line in log if line.startswith('Started ')], log
+    assert units(dense)['ksmtuned.service'][2] == pid
+
+    # where ksmtuned does not run, the hook still exits 0 (a failing prepare/start hook would stop the guest)
+    hook_text = sh(dense, 'cat %s' % HOOK)
+    out = secure.ssh('cat > /tmp/samepage-hook && for op in prepare start started stopped release; do '
+                     'sh /tmp/samepage-hook guest1 $op begin - </dev/null || echo "failed $op"; done; '
+                     'rm -f /tmp/samepage-hook; echo done', input=hook_text).stdout
+    assert out.strip() == 'done', out
+
+    # libvirt looks for hooks when it starts: installing the hook restarts a running libvirtd (here a
+    # stand-in unit), once, and only when the hook is new
+    sh(dense, 'printf "[Unit]\\nDescription=stand-in for libvirtd\\n[Service]\\nExecStart=/bin/sleep infinity\\n" '
+              '> /etc/systemd/system/libvirtd.service && systemctl daemon-reload && systemctl start libvirtd.service '
+              '&& rm -f %s' % HOOK)
+    try:
+        libvirtd_pid = int(sh(dense, 'systemctl show -p MainPID --value libvirtd.service').strip())
+        run = site(inventory, limit=dense.name)
+        assert_ok(run, [dense.name])
+        assert changed(run)[dense.name] == 2, changed(run)    # the hook and the restart
+        handler = task_results(run, HOOK_HANDLER, dense.name)
+        assert len(handler) == 1 and handler[0]['result']['changed'], handler
+        new_pid = int(sh(dense, 'systemctl show -p MainPID --value libvirtd.service').strip())
+        assert new_pid not in (0, libvirtd_pid)
+        again = site(inventory, limit=dense.name)
+        assert_ok(again, [dense.name])
+        assert changed(again)[dense.name] == 0 and not task_results(again, HOOK_HANDLER)
+        assert int(sh(dense, 'systemctl show -p MainPID --value libvirtd.service').strip()) == new_pid
+    finally:
+        sh(dense, 'systemctl stop libvirtd.service; rm -f /etc/systemd/system/libvirtd.service; '
+                  'systemctl daemon-reload', check=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. A host moved from dense to secure holds no shared page and runs neither service
+
+def start_workload(guest, mib=64):
+    """A process on the guest with mib MiB of identical MADV_MERGEABLE pages; returns its pid."""
+    with open(WORKLOAD) as handle:
+        guest.ssh('cat > /root/merge_workload.py', input=handle.read())
+    sh(guest, 'rm -f /run/samepage-roles-workload.pid; setsid nohup python3 /root/merge_workload.py --mib %d '
+              '--seconds 3600 --pidfile /run/samepage-roles-workload.pid >/dev/null 2>&1 < /dev/null &' % mib)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        out = sh(guest, 'cat /run/samepage-roles-workload.pid 2>/dev/null', check=False).strip()
+        if out:
+            return int(out)
+        time.sleep(2)
+    raise AssertionError('the workload did not start on %s' % guest.name)
+
+
+def merge_now(guest, min_sharing, timeout=180):
+    """Make ksmd merge (ksmtuned would stop it on an idle guest): keep run=1 at a fast rate until
+    pages_sharing reaches min_sharing. Merged pages stay merged when ksmtuned stops ksmd again."""
+    deadline = time.time() + timeout
+    live = {}
+    while time.time() < deadline:
+        sh(guest, 'echo 5000 > /sys/kernel/mm/ksm/pages_to_scan; echo 1 > /sys/kernel/mm/ksm/run')
+        time.sleep(3)
+        live = read_ksm(guest)
+        if int(live['pages_sharing']) >= min_sharing:
+            return live
+    raise AssertionError('%s: pages_sharing=%s after %d s' % (guest.name, live.get('pages_sharing'), timeout))
+
+
+def test_move_dense_to_secure(lab, fresh, inventory):
+    dense = by_group(fresh)['dense']
+    pid = start_workload(dense)
+    moved = Inventory(lab)
+    try:
+        shared = merge_now(dense, min_sharing=8000)
+        assert int(shared['pages_shared']) > 0
+        moved.move(dense.name, 'secure')
+
+        run = site(moved.path, limit=dense.name, diff=True)
+        assert_ok(run, [dense.name])
+        unmerged = task_results(run, UNMERGE_TASK, dense.name)
+        assert len(unmerged) == 1 and unmerged[0]['result']['changed'], unmerged
+        assert unmerged[0]['result']['pages_unmerged'] >= 8000
+
+        live = read_ksm(dense)
+        assert live['pages_shared'] == '0' and live['pages_sharing'] == '0', live
+        assert live['run'] in ('0', '2')
+        assert states(dense) == {'ksm.service': ('inactive', 'disabled'),
+                                 'ksmtuned.service': ('inactive', 'disabled')}
+        assert sh(dense, 'kill -0 %d && echo alive' % pid).strip() == 'alive'   # unmerged, not killed
+        assert file_digest(dense, HOOK) is None
+        assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(dense, 'cat %s' % BOOT_UNIT)
+
+        again = site(moved.path, limit=dense.name)
+        assert_ok(again, [dense.name])
+        assert changed(again)[dense.name] == 0, changed(again)
+        time.sleep(5)
+        live = read_ksm(dense)
+        assert live['pages_shared'] == '0' and live['pages_sharing'] == '0', live
+    finally:
+        moved.remove()
+        sh(dense, 'kill %d' % pid, check=False)
+
+    back = site(inventory, limit=dense.name)
+    assert_ok(back, [dense.name])
+    assert_converged(fresh)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. After a reboot every host is still as converged
+
+def test_reboot_keeps_everything_converged(lab, fresh, inventory):
+    errors = []
+
+    def reboot(guest):
+        try:
+            guest.reboot(progress=False)
+            # SSH answers before systemd has finished starting units: wait for the boot to end
+            guest.ssh('systemctl is-system-running --wait', check=False, timeout=600)
+        except Exception as exc:  # reported below
+            errors.append('%s: %s' % (guest.name, exc))
+
+    threads = [threading.Thread(target=reboot, args=(guest,)) for guest in fresh.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+    check = site(inventory, check=True, diff=True)
+    assert_ok(check, sorted(fresh))
+    assert changed(check) == dict((host, 0) for host in fresh), (changed(check), check.output[-6000:])
+    assert_converged(fresh)
