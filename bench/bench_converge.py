@@ -9,7 +9,9 @@ host: bench/playbooks/ours_sysfs.yml (one samepage.ksm.ksm_sysfs task) against
 lab:  site.yml against bench/playbooks/hand_site.yml (service tasks, shell echos, a template) on one
       Debian 13 lab guest of group dense, reset to the image's state before every first run.
 
-Both read the group's settings from inventory/example/group_vars. For each repetition and variant: a
+Both read the group's profile from the roles' defaults and inventory/example/group_vars
+(benchlib.profile): ours_sysfs.yml gets the options the ksm role passes to ksm_sysfs, the hand-written
+playbooks the resulting knob values and ksmtuned.conf as extra variables (hand_vars). For each repetition and variant: a
 first run from the starting state, then an unchanged second run. Wall time is measured around the
 whole ansible-playbook command; module executions are counted from its -vvv output ("Using module
 file", one line per module the controller ships to the host, including those inside action plugins
@@ -36,16 +38,41 @@ set -e
 K=/sys/kernel/mm/ksm
 systemctl disable --now samepage-ksm-sysfs.service ksm-knobs.service >/dev/null 2>&1 || true
 rm -f /etc/systemd/system/samepage-ksm-sysfs.service /etc/systemd/system/ksm-knobs.service \
-      /etc/systemd/system/*.wants/samepage-ksm-sysfs.service /etc/systemd/system/*.wants/ksm-knobs.service
+      /etc/systemd/system/*.wants/samepage-ksm-sysfs.service /etc/systemd/system/*.wants/ksm-knobs.service \
+      /etc/libvirt/hooks/qemu.d/samepage-ksmtuned /etc/libvirt/hooks/qemu.d/ksmtuned-retune
 systemctl daemon-reload
+[ -e /etc/ksmtuned.conf.bench-image ] || cp -p /etc/ksmtuned.conf /etc/ksmtuned.conf.bench-image
+cp -p /etc/ksmtuned.conf.bench-image /etc/ksmtuned.conf
 systemctl stop ksmtuned.service ksm.service >/dev/null 2>&1 || true
 echo 2 > $K/run
 echo 100 > $K/pages_to_scan
 echo 20 > $K/sleep_millisecs
+echo 256 > $K/max_page_sharing
+echo 0 > $K/use_zero_pages
+echo 1 > $K/merge_across_nodes
 [ ! -e $K/smart_scan ] || echo 1 > $K/smart_scan
 echo 0 > $K/run
 systemctl enable --now ksm.service ksmtuned.service >/dev/null 2>&1
 '''
+
+
+def hand_vars(prof):
+    """Extra variables of the hand-written playbooks: the end state of the roles for one profile."""
+    knobs = prof['knobs']
+    ordered = dict((k, int(knobs[k]) if isinstance(knobs[k], bool) else knobs[k])
+                   for k in benchlib._ksm.WRITE_ORDER if k in knobs)
+    return {
+        'hand_ksm_on': prof['enabled'],
+        'hand_fixed_rate': prof['enabled'] and prof['tuner'] == 'none',
+        'hand_knobs': ordered,
+        'hand_unmerge': prof['unmerge'],
+        'hand_persist': prof['persist'],
+        'hand_ksmtuned_on': prof['ksmtuned_enabled'],
+        'hand_ksmtuned_conf': prof['ksmtuned_conf'],
+        'hand_ksmtuned_logfile': prof['ksmtuned_logfile'] if prof['ksmtuned_debug'] else '',
+        'hand_ksmtuned_debug': prof['ksmtuned_debug'],
+        'hand_libvirt_hook': prof['ksmtuned_libvirt_hook'],
+    }
 
 
 def converge_once(playbook, inventory, extra_vars=None, limit=None, env=None):
@@ -139,14 +166,13 @@ def run_host(reps=3, group='dense'):
     """ksm_sysfs vs shell echos on this machine (localhost, local connection), under the host lock."""
     from tests.support.ksm_host import ksm_host_guard, restore
     info = benchlib.machine()
-    knobs = benchlib.profile_knobs(group)
+    prof = benchlib.profile(group)
+    knobs = prof['knobs']
     directory = _inventory_dir(group, 'localhost: {ansible_connection: local, ansible_python_interpreter: %s}'
                                % benchlib.venv_python())
     inventory = os.path.join(directory, 'hosts.yml')
-    # No boot-time unit on this machine (PID 1 is not systemd here; the hand version has none either).
-    extra = {'ksm_persist': False}
-    if 'merge_across_nodes' in knobs:
-        extra['hand_merge_across_nodes'] = knobs['merge_across_nodes']
+    # Only the knobs: no services and no boot-time unit on this machine (PID 1 is not systemd here).
+    extra = dict(hand_vars(prof), ours_sysfs=prof['sysfs'])
     variants = [('samepage.ksm.ksm_sysfs', os.path.join(PLAYBOOKS, 'ours_sysfs.yml')),
                 ('shell echo per knob', os.path.join(PLAYBOOKS, 'hand_sysfs.yml'))]
     neighbours = benchlib.busy_neighbours()
@@ -166,11 +192,12 @@ def run_host(reps=3, group='dense'):
     headers, rows = summarise(runs, variants)
     title = 'Converge cost on this machine (group %s, ksm_sysfs vs shell echo per knob)' % group
     notes = ['median of %d repetitions; ratios are medians of per-repetition ratios (ours / by hand)' % reps,
-             'profile %s from inventory/example/group_vars: %s' % (group, knobs),
+             'profile %s (roles/*/defaults + inventory/example/group_vars): ksm_sysfs %s' % (group, prof['sysfs']),
+             'knobs checked after the first run: %s' % knobs,
              'other load while measuring: %d QEMU guests / test runs' % len(neighbours)]
     name = 'converge_host'
     paths = benchlib.report(name, title, info, headers, rows,
-                            {'runs': runs, 'group': group, 'knobs': knobs, 'neighbours': neighbours}, notes)
+                            {'runs': runs, 'group': group, 'knobs': knobs, 'profile': prof, 'neighbours': neighbours}, notes)
     print('plot: %s' % os.path.relpath(plot(name, title, runs, variants), benchlib.REPO))
     return paths
 
@@ -182,10 +209,9 @@ def run_lab(reps=3, group='dense', lab=None, suite='trixie'):
     neighbours = benchlib.busy_neighbours()
     with lablib.bench_lab([('bench-%s' % group, suite, group, 1024)], lab=lab) as (lab_, guests):
         guest = guests[0]
-        knobs = benchlib.profile_knobs(group, nodes=list(range(guest.numa_nodes)))
-        extra = {}
-        if 'merge_across_nodes' in knobs:
-            extra['hand_merge_across_nodes'] = knobs['merge_across_nodes']
+        prof = benchlib.profile(group, nodes=list(range(guest.numa_nodes)))
+        knobs = prof['knobs']
+        extra = hand_vars(prof)
         variants = [('site.yml (samepage.ksm)', os.path.join(benchlib.REPO, 'site.yml')),
                     ('hand-written playbook', os.path.join(PLAYBOOKS, 'hand_site.yml'))]
 
@@ -214,7 +240,7 @@ def run_lab(reps=3, group='dense', lab=None, suite='trixie'):
              'other load while measuring: %d QEMU guests / test runs' % len(neighbours)]
     name = 'converge_lab'
     paths = benchlib.report(name, title, info, headers, rows,
-                            {'runs': runs, 'group': group, 'knobs': knobs, 'guest': guest_info,
+                            {'runs': runs, 'group': group, 'knobs': knobs, 'profile': prof, 'guest': guest_info,
                              'neighbours': neighbours}, notes)
     print('plot: %s' % os.path.relpath(plot(name, title, runs, variants), benchlib.REPO))
     return paths

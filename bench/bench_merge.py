@@ -34,17 +34,19 @@ BASELINE = 'kernel defaults'
 
 def settings_for(state, mem_total_kib, nodes, profiles=benchlib.PROFILES):
     """[(name, knobs)] for a kernel whose /sys/kernel/mm/ksm reads as state."""
+    ramp = benchlib.ksmtuned_ramp()                      # roles/ksmtuned defaults = ksmtuned's own
     sleep = benchlib.ksmtuned_sleep(mem_total_kib)
     settings = [
         (BASELINE, dict(benchlib.KERNEL_DEFAULTS)),
-        ('ksmtuned first step', {'pages_to_scan': benchlib.KSMTUNED['boost'], 'sleep_millisecs': sleep}),
-        ('ksmtuned peak', {'pages_to_scan': benchlib.KSMTUNED['npages_max'], 'sleep_millisecs': sleep}),
+        ('ksmtuned first step', {'pages_to_scan': ramp[0], 'sleep_millisecs': sleep}),
+        ('ksmtuned peak', {'pages_to_scan': ramp[-1], 'sleep_millisecs': sleep}),
     ]
     if 'advisor_mode' in state:
         settings.append(('scan-time advisor', {'advisor_mode': 'scan-time', 'sleep_millisecs': 20}))
     settings.append(('flat out', {'pages_to_scan': 20000, 'sleep_millisecs': 0}))
     for group in profiles:
-        settings.append(('profile ' + group, benchlib.profile_knobs(group, nodes=nodes)))
+        # The ksm role's knobs; ksmtuned-driven profiles at the peak of their own ksmtuned.conf.
+        settings.append(('profile ' + group, benchlib.merge_knobs(group, mem_total_kib, nodes=nodes)))
     return settings
 
 

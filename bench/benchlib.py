@@ -41,14 +41,6 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _ksm  # noqa: 
 # ksm_thread_sleep_millisecs = 20; advisor off). "Kernel defaults" in every benchmark.
 KERNEL_DEFAULTS = {'pages_to_scan': 100, 'sleep_millisecs': 20}
 
-# ksmtuned's script defaults (ksmtuned.sh: KSM_NPAGES_BOOST=300, KSM_NPAGES_MAX=1250, KSM_SLEEP_MSEC=10,
-# sleep scaled as KSM_SLEEP_MSEC * 16 GiB / MemTotal, floored at 10 ms).
-KSMTUNED = {'boost': 300, 'npages_max': 1250, 'sleep_msec': 10}
-
-
-def ksmtuned_sleep(mem_total_kib):
-    return max(10, KSMTUNED['sleep_msec'] * 16 * 1024 * 1024 // int(mem_total_kib))
-
 
 def say(msg):
     sys.stderr.write('bench: %s\n' % msg)
@@ -212,7 +204,11 @@ def report(name, title, info, headers, rows, data, notes=()):
 
 
 # --------------------------------------------------------------------------------------------------
-# Profiles: the group_vars of inventory/example, read where they are (never a copy)
+# Profiles: what site.yml's roles do per group of inventory/example, read from the roles' defaults and
+# the group_vars where they are (never a copy of the values)
+
+ROLES = os.path.join(REPO, 'roles')
+
 
 def _load_yaml(path):
     import yaml
@@ -222,39 +218,141 @@ def _load_yaml(path):
         return yaml.safe_load(handle) or {}
 
 
+def _template(value, variables):
+    """Render one role default that is a Jinja expression (ksmtuned_enabled) with Ansible's own templar."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    try:
+        from ansible.template import trust_as_template
+        value = trust_as_template(value)
+    except ImportError:  # ansible-core before 2.19 templates every string
+        pass
+    return Templar(loader=DataLoader(), variables=variables).template(value)
+
+
 def profile_vars(group, inventory=INVENTORY):
-    """Variables a host of group gets: group_vars/kvm_hosts.yml, then group_vars/<group>.yml."""
+    """Variables the roles ksm and ksmtuned see on a host of group, as site.yml applies them.
+
+    roles/ksm and roles/ksmtuned defaults/main.yml, then group_vars all, kvm_hosts and the group;
+    role defaults that are expressions (ksmtuned_enabled) are rendered with the merged variables.
+    """
     merged = {}
+    for role in ('ksm', 'ksmtuned'):
+        merged.update(_load_yaml(os.path.join(ROLES, role, 'defaults', 'main.yml')))
     for name in ('all', 'kvm_hosts', group):
         for candidate in (os.path.join(inventory, 'group_vars', name + '.yml'),
                           os.path.join(inventory, 'group_vars', name, 'main.yml')):
             merged.update(_load_yaml(candidate))
+    for name, value in list(merged.items()):
+        if isinstance(value, str) and '{{' in value:
+            merged[name] = _template(value, merged)
     return merged
 
 
-def profile_knobs(group, inventory=INVENTORY, nodes=None):
-    """The /sys/kernel/mm/ksm values a profile asks for, as {knob: value} for _ksm.
+def _as_bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ('1', 'true', 'yes', 'on', 'y', 't')
+    return bool(value)
 
-    Understands both spellings the collection uses: site.yml's ksm_<knob> variables (ksm_run,
-    ksm_pages_to_scan, ...) and the ksm role's ksm_enabled / ksm_settings dictionary.
+
+def profile(group, inventory=INVENTORY, nodes=None):
+    """What the roles ksm and ksmtuned make of a host of group (see roles/*/meta/argument_specs.yml).
+
+    Returns a dict:
+      enabled, tuner       ksm_enabled, ksm_tuner
+      sysfs                the options the ksm role passes to samepage.ksm.ksm_sysfs (KSM on: ksm_settings,
+                           merge_across_nodes policy, run=true only with ksm_tuner=none; KSM off: run=false)
+      knobs                the /sys/kernel/mm/ksm values that call leaves, typed as _ksm reads them
+                           (merge_across_nodes resolved for nodes, default: this machine's NUMA nodes)
+      unmerge              KSM off and ksm_unmerge_on_disable: every page unmerged (run=2 first)
+      persist              ksm_persist: the knobs are kept across reboots (a boot-time unit)
+      ksmtuned_enabled     ksmtuned started and enabled (else stopped and disabled)
+      ksmtuned_conf        {KEY: value} of /etc/ksmtuned.conf (keys from roles/ksmtuned/vars/main.yml)
+      ksmtuned_debug, ksmtuned_logfile, ksmtuned_libvirt_hook
     """
     values = profile_vars(group, inventory)
+    enabled = _as_bool(values['ksm_enabled'])
+    fixed = values['ksm_tuner'] == 'none'
+    settings = dict((k, v) for k, v in (values.get('ksm_settings') or {}).items() if v is not None)
+    if enabled:
+        sysfs = dict(settings, merge_across_nodes=values['ksm_merge_across_nodes'])
+        if fixed:
+            sysfs['run'] = True
+    else:
+        sysfs = {'run': False}
     knobs = {}
-    for name in _ksm.WRITE_ORDER:
-        if 'ksm_' + name in values:
-            knobs[name] = values['ksm_' + name]
-    for name, value in (values.get('ksm_settings') or {}).items():
-        knobs[name] = value
-    if 'ksm_enabled' in values and 'run' not in knobs:
-        knobs['run'] = bool(values['ksm_enabled'])
-    if 'merge_across_nodes' in knobs and isinstance(knobs['merge_across_nodes'], str):
-        knobs['merge_across_nodes'] = _ksm.merge_across_nodes_for(
-            knobs['merge_across_nodes'], nodes if nodes is not None else _ksm.numa_nodes_with_memory())
-    if 'run' in knobs:
-        knobs['run'] = 1 if knobs['run'] in (True, 1, '1', 'true', 'yes') else 0
-    for name in ('use_zero_pages', 'smart_scan'):
-        if name in knobs:
-            knobs[name] = bool(knobs[name])
+    for name, value in sysfs.items():
+        if name == 'run':
+            knobs[name] = 1 if value else 0
+        elif name == 'merge_across_nodes':
+            knobs[name] = _ksm.merge_across_nodes_for(
+                value, nodes if nodes is not None else _ksm.numa_nodes_with_memory())
+        elif name in ('use_zero_pages', 'smart_scan'):
+            knobs[name] = _as_bool(value)
+        else:
+            knobs[name] = value
+    keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
+    return {
+        'group': group,
+        'enabled': enabled,
+        'tuner': values['ksm_tuner'],
+        'sysfs': sysfs,
+        'knobs': knobs,
+        'unmerge': not enabled and _as_bool(values['ksm_unmerge_on_disable']),
+        'persist': _as_bool(values['ksm_persist']),
+        'ksmtuned_enabled': _as_bool(values['ksmtuned_enabled']),
+        'ksmtuned_conf': dict((rule['key'], int(values[rule['var']])) for rule in keys),
+        'ksmtuned_debug': _as_bool(values['ksmtuned_debug']),
+        'ksmtuned_logfile': values['ksmtuned_logfile'] or '',
+        'ksmtuned_libvirt_hook': _as_bool(values['ksmtuned_libvirt_hook']),
+    }
+
+
+def profile_knobs(group, inventory=INVENTORY, nodes=None):
+    """The /sys/kernel/mm/ksm values the ksm role sets for group, {knob: value} (see profile())."""
+    return profile(group, inventory, nodes)['knobs']
+
+
+def ksmtuned_defaults():
+    """ksmtuned.conf of the ksmtuned role's defaults (ksmtuned's own), {KEY: value}."""
+    values = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'defaults', 'main.yml'))
+    keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
+    return dict((rule['key'], int(values[rule['var']])) for rule in keys)
+
+
+def ksmtuned_sleep(mem_total_kib, conf=None):
+    """sleep_millisecs ksmtuned writes: KSM_SLEEP_MSEC * 16 GiB / MemTotal, at least 10 (ksmtuned.sh)."""
+    conf = conf or ksmtuned_defaults()
+    return max(10, conf['KSM_SLEEP_MSEC'] * 16 * 1024 * 1024 // int(mem_total_kib))
+
+
+def ksmtuned_ramp(conf=None):
+    """pages_to_scan ksmtuned writes at each adjustment while free memory is below its threshold.
+
+    ksmtuned.sh starts from npages=0 and adds KSM_NPAGES_BOOST per adjustment, clamped to
+    [KSM_NPAGES_MIN, KSM_NPAGES_MAX]; the list ends at the first value it keeps (the peak).
+    """
+    conf = conf or ksmtuned_defaults()
+    npages, steps = 0, []
+    while True:
+        npages = min(max(npages + conf['KSM_NPAGES_BOOST'], conf['KSM_NPAGES_MIN']), conf['KSM_NPAGES_MAX'])
+        if steps and npages == steps[-1]:
+            return steps
+        steps.append(npages)
+
+
+def merge_knobs(group, mem_total_kib, inventory=INVENTORY, nodes=None):
+    """Fixed knobs that stand for a profile in the merge benchmarks.
+
+    The ksm role's knobs; where ksmtuned drives the scan rate, ksmtuned's peak under memory pressure
+    (KSM_NPAGES_MAX pages, its sleep for this MemTotal) with run=1, since ksmtuned itself is not run.
+    """
+    prof = profile(group, inventory, nodes)
+    knobs = dict(prof['knobs'])
+    if prof['enabled'] and prof['ksmtuned_enabled']:
+        knobs['pages_to_scan'] = ksmtuned_ramp(prof['ksmtuned_conf'])[-1]
+        knobs['sleep_millisecs'] = ksmtuned_sleep(mem_total_kib, prof['ksmtuned_conf'])
+        knobs['run'] = 1
     return knobs
 
 
