@@ -1327,12 +1327,15 @@ def host_ksm_demo(lab, ansible_playbook, seconds):
         return
 
     def module(name, args):
+        python = os.path.join(os.path.dirname(ansible_playbook), 'python')
         cmd = [ansible, 'localhost', '-c', 'local', '-i', 'localhost,', '-m', 'samepage.ksm.' + name,
-               '-a', json.dumps(args)]
+               '-a', json.dumps(args), '-e', 'ansible_python_interpreter=%s' % (
+                   python if os.path.exists(python) else sys.executable)]
         result = run(cmd, env=dict(env, ANSIBLE_LOCALHOST_WARNING='False'))
-        print(indent(result.stdout.strip()))
         if result.returncode != 0:
-            raise LabError('samepage.ksm.%s on this machine failed' % name)
+            raise LabError('samepage.ksm.%s on this machine failed:\n%s' % (name, indent(result.stdout.strip())))
+        msg = re.search(r'^\s*"msg": "(.*)",?$', result.stdout, re.M)
+        say('  samepage.ksm.%s: %s' % (name, msg.group(1) if msg else 'ok'))
 
     def read(name):
         with open(os.path.join(ksm_dir, name)) as handle:
