@@ -82,6 +82,14 @@ require_tools() {
         done
         apt_install "${packages[@]}"
     fi
+    # ansible-test's shellcheck sanity test is skipped (with a warning) without it.
+    if ! command -v shellcheck >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt_install shellcheck
+        else
+            warn "shellcheck is not installed: the shellcheck sanity test will be skipped"
+        fi
+    fi
 }
 
 # Path of a Python: a pyenv version ("3.12.1"), the newest pyenv build of a minor ("3.12"), or
@@ -94,10 +102,13 @@ find_python() {
         [ -x "$candidate" ] && { echo "$candidate"; return; }
     else
         minor=$want
-        candidate=$(ls -d "$PYENV_ROOT"/versions/"$minor".* 2>/dev/null | grep -E "/$minor\.[0-9]+$" | sort -V | tail -n 1 || true)
-        if [ -n "$candidate" ] && [ -x "$candidate/bin/python$minor" ]; then
-            echo "$candidate/bin/python$minor"; return
-        fi
+        local newest='' build
+        for build in "$PYENV_ROOT"/versions/"$minor".*; do
+            if [[ ${build##*/} =~ ^${minor//./\\.}\.[0-9]+$ ]] && [ -x "$build/bin/python$minor" ]; then
+                newest=$(printf '%s\n%s\n' "$newest" "$build" | sort -V | tail -n 1)
+            fi
+        done
+        [ -n "$newest" ] && { echo "$newest/bin/python$minor"; return; }
     fi
     candidate=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/\.pyenv/shims$' | paste -sd:) command -v "python$minor" 2>/dev/null || true)
     [ -n "$candidate" ] && echo "$candidate"
@@ -119,14 +130,18 @@ first_python() {
 
 python_a() {
     local python
-    python=$(first_python $PY_A_VERSIONS)
+    local versions
+    read -r -a versions <<<"$PY_A_VERSIONS"
+    python=$(first_python "${versions[@]}")
     [ -n "$python" ] || die "no Python for controller A (ansible-core 2.19): looked for pyenv $PY_A_VERSIONS and python${PY_A_VERSIONS%.*} on PATH. Install one (pyenv install 3.11.7, or apt-get install python3) or set SAMEPAGE_PY_A."
     echo "$python"
 }
 
 python_b() {
     local python
-    python=$(first_python $PY_B_VERSIONS)
+    local versions
+    read -r -a versions <<<"$PY_B_VERSIONS"
+    python=$(first_python "${versions[@]}")
     if [ -z "$python" ]; then
         python=$(find_python 3.13); [ -n "$python" ] || python=$(find_python 3.12)
     fi
@@ -173,17 +188,29 @@ venv_b() { echo "$CACHE/venv/controller-2.21"; }
 # reached here; it uses ~/.ansible/test/cache/get_pip_<version>.py when present.
 ensure_get_pip_standin() {
     local venv=$1 source version target
-    source=$(ls "$venv"/lib/python3.*/site-packages/ansible_test/_internal/python_requirements.py 2>/dev/null | head -n 1)
+    source=''
+    for target in "$venv"/lib/python3.*/site-packages/ansible_test/_internal/python_requirements.py; do
+        if [ -f "$target" ]; then source=$target; fi
+    done
     [ -n "$source" ] || die "ansible-test not found in $venv"
     mkdir -p "$HOME/.ansible/test/cache"
-    for version in $(sed -n '/def get_venv_packages/,/return packages/p' "$source" \
-                     | grep -oE "pip='[0-9][0-9.]*'" | grep -oE "[0-9][0-9.]*" | sort -u); do
-        target=$HOME/.ansible/test/cache/get_pip_${version//./_}.py
-        if ! cmp -s "$REPO/tools/get_pip_standin.py" "$target"; then
-            cp "$REPO/tools/get_pip_standin.py" "$target"
-            say "get-pip stand-in for pip $version: $target"
-        fi
+    sed -n '/def get_venv_packages/,/return packages/p' "$source" \
+        | grep -oE "pip='[0-9][0-9.]*'" | grep -oE "[0-9][0-9.]*" | sort -u \
+        | while read -r version; do
+            target=$HOME/.ansible/test/cache/get_pip_${version//./_}.py
+            if ! cmp -s "$REPO/tools/get_pip_standin.py" "$target"; then
+                cp "$REPO/tools/get_pip_standin.py" "$target"
+                say "get-pip stand-in for pip $version: $target"
+            fi
+        done
+}
+
+target_pythons() {
+    local link names=()
+    for link in "$CACHE"/pythons/python*; do
+        if [ -e "$link" ]; then names+=("${link##*/}"); fi
     done
+    echo "${names[*]}"
 }
 
 ensure_pythons_dir() {
@@ -247,11 +274,10 @@ bootstrapped() {
 # ansible-test and ansible-lint need the physical path to end in ansible_collections/<ns>/<name>;
 # the copy holds the tracked and untracked-but-not-ignored files, and keeps its tests/output
 # between runs (ansible-test's work files).
-stage_tree() {
-    local key root
+stage_tree() {  # [suffix]: one copy per clone (and per suffix)
+    local key
     key=$(printf '%s' "$REPO" | sha256sum | cut -c1-12)
-    root=$CACHE/tree/$key
-    echo "$root"
+    echo "$CACHE/tree/$key${1:-}"
 }
 
 sync_tree() {
@@ -276,16 +302,19 @@ prune_trees() {  # copies made for clones that no longer exist
     done
 }
 
-with_tree_lock() {  # runs "$@" holding the lock of this clone's tree copy
-    local root
+with_tree_lock() {  # suffix command...: refresh the copy and run command... copy-root, holding its lock
+    local suffix=$1 root
+    shift
     prune_trees
-    root=$(stage_tree)
+    root=$(stage_tree "$suffix")
     mkdir -p "$root"
     printf '%s\n' "$REPO" > "$root/source"
-    exec 9>"$root.lock"
-    flock 9
-    sync_tree "$root"
-    "$@" "$root"
+    (
+        exec {lock_fd}>"$root.lock"
+        flock "$lock_fd"
+        sync_tree "$root"
+        "$@" "$root"
+    )
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -358,7 +387,7 @@ doc_check() {  # venv work type name
 
 stage_build() {
     bootstrapped
-    with_tree_lock build_and_doc
+    with_tree_lock "" build_and_doc
 }
 
 stage_units() {
@@ -384,39 +413,51 @@ lint_tree() {
 
 stage_lint() {
     bootstrapped
-    with_tree_lock lint_tree
+    with_tree_lock "" lint_tree
 }
 
-sanity_tree() {
-    local dest=$1/ansible_collections/samepage/ksm failed=0 venv
-    for venv in "$(venv_b)" "$(venv_a)"; do
-        say "-- ansible-test sanity, $(ansible_version "$venv"), Pythons: $(ls "$CACHE/pythons" | tr '\n' ' ')"
-        if ! (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
-                | { grep --line-buffered -vE "$PIP_NOISE" || true; }; then
-            failed=1
-        fi
-    done
-    [ $failed -ne 0 ] || say "ansible-test sanity: OK (ansible-core 2.21 and 2.19)"
-    return $failed
+sanity_one() {  # venv copy-root
+    local venv=$1 dest=$2/ansible_collections/samepage/ksm version
+    version=$(ansible_version "$venv")
+    (
+        # ansible-test builds its environments in ~/.ansible/test/venv without locking: one run per
+        # ansible-core version at a time on this machine (any clone).
+        exec {lock_fd}>"$CACHE/locks/${version// /-}.lock"
+        flock "$lock_fd"
+        say "-- ansible-test sanity, $version, Pythons: $(target_pythons)"
+        (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
+            | { grep --line-buffered -vE "$PIP_NOISE" || true; }
+    )
 }
 
 stage_sanity() {
     bootstrapped
-    with_tree_lock sanity_tree
+    local log rc_a=0 rc_b=0 pid
+    # The two ansible-core versions run side by side (separate copies and environments): ansible-core
+    # 2.21 reports as it goes, 2.19 is shown when both are done.
+    log=$(mktemp "$CACHE/sanity-2.19.XXXXXX")
+    with_tree_lock -2.19 sanity_one "$(venv_a)" >"$log" 2>&1 &
+    pid=$!
+    with_tree_lock "" sanity_one "$(venv_b)" || rc_b=$?
+    wait "$pid" || rc_a=$?
+    cat "$log"
+    rm -f "$log"
+    say "ansible-test sanity: ansible-core 2.21 $([ $rc_b -eq 0 ] && echo OK || echo FAILED), 2.19 $([ $rc_a -eq 0 ] && echo OK || echo FAILED)"
+    [ $rc_a -eq 0 ] && [ $rc_b -eq 0 ]
 }
 
 stage_system() {
     bootstrapped
     local failed=0
-    run_pytest "$(venv_a)" "controller A" tests/system || failed=1
-    run_pytest "$(venv_b)" "controller B" tests/system || failed=1
+    run_pytest "$(venv_a)" "controller A" tests/system --durations=5 || failed=1
+    run_pytest "$(venv_b)" "controller B" tests/system --durations=5 || failed=1
     return $failed
 }
 
 stage_lab() {
     bootstrapped
     local rc=0
-    SAMEPAGE_VENV=$(venv_b) run_pytest "$(venv_b)" "controller B" tests/lab || rc=$?
+    SAMEPAGE_VENV=$(venv_b) run_pytest "$(venv_b)" "controller B" tests/lab --durations=5 || rc=$?
     if [ $rc -eq 5 ]; then
         say "tests/lab: no tests collected (yet); not a failure"
         return 0
@@ -436,7 +477,7 @@ stage_env() {
     say "cache:           $CACHE"
     say "controller A:    $(venv_a) -> $(readlink "$(venv_a)" 2>/dev/null || echo 'not built')"
     say "controller B:    $(venv_b) -> $(readlink "$(venv_b)" 2>/dev/null || echo 'not built')"
-    say "target Pythons:  $CACHE/pythons ($(ls "$CACHE/pythons" 2>/dev/null | tr '\n' ' '))"
+    say "target Pythons:  $CACHE/pythons ($(target_pythons))"
     say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm"
     say "ansible-test:    $HOME/.ansible/test (its venvs and the get-pip stand-in)"
 }

@@ -88,8 +88,13 @@ class KsmHost:
                     if live.get(name) != value)
 
 
+def _say(text):
+    sys.stderr.write(text + '\n')
+    sys.stderr.flush()
+
+
 @contextlib.contextmanager
-def _exclusive_lock(path, wait_message_after=2.0):
+def _exclusive_lock(path, say=_say):
     depth = getattr(_held, 'depth', 0)
     if depth:
         _held.depth = depth + 1
@@ -104,10 +109,9 @@ def _exclusive_lock(path, wait_message_after=2.0):
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except (IOError, OSError):
             started = time.time()
-            sys.stderr.write('waiting for %s (another user of /sys/kernel/mm/ksm holds it)\n' % path)
+            say('waiting for %s (another user of /sys/kernel/mm/ksm holds it)' % path)
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            if time.time() - started > wait_message_after:
-                sys.stderr.write('got %s after %.0f s\n' % (path, time.time() - started))
+            say('got %s after %.0f s' % (path, time.time() - started))
         _held.depth = 1
         try:
             yield
@@ -116,6 +120,14 @@ def _exclusive_lock(path, wait_message_after=2.0):
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         handle.close()
+
+
+def hold_host_lock(lock_path=LOCK_PATH, say=_say):
+    """Hold the host lock without a snapshot (e.g. for a whole pytest session; guards inside it nest).
+
+    say(text) reports waiting for the lock (default: standard error).
+    """
+    return _exclusive_lock(lock_path, say)
 
 
 def restore(ksm, snapshot):
