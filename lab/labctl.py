@@ -201,7 +201,7 @@ def flocked(path, what, shared=False):
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except (IOError, OSError):
-            say('waiting for %s (another lab process holds %s)' % (what, path))
+            say('waiting for %s (another process holds %s)' % (what, path))
             fcntl.flock(handle, mode)
         yield handle
     finally:
