@@ -32,6 +32,7 @@ CONF = '/etc/ksmtuned.conf'
 CONF_BACKUP = '/root/ksmtuned.conf.samepage-test'
 LOG = '/var/log/ksmtuned-samepage-test.log'
 TUNED_MARKER = '/var/lib/tuned/ksm-masked'
+DROP_IN = '/run/systemd/system/ksm.service.d/samepage-test.conf'
 WAIT_SECONDS = 90
 
 
@@ -114,6 +115,7 @@ class Service:
 
     def restore_defaults(self):
         """The image's defaults: both units unmasked, enabled and running; ksmtuned.conf as shipped."""
+        self.sh('if [ -e %s ]; then rm -f %s; systemctl daemon-reload; fi' % (DROP_IN, DROP_IN))
         self.sh('rm -f %s; systemctl unmask %s %s; '
                 'if [ -f %s ]; then mv -f %s %s; fi; rm -f %s; '
                 'systemctl enable %s %s; systemctl restart %s'
@@ -224,6 +226,25 @@ def test_restart_ksm_restarts_ksmtuned(service):
 def test_retune_ksm_is_refused(service):
     result = service.run(name='ksm', state='retuned')
     assert result['failed'] is True and 'ksmtuned only' in result['msg']
+
+
+def test_start_skipped_by_a_condition_fails_clearly(service):
+    # RHEL's units carry ConditionVirtualization=no (Debian's do not): give ksm.service that condition
+    # with a runtime drop-in; inside this guest systemd then skips every start of it.
+    service.sh('mkdir -p %s && printf "[Unit]\\nConditionVirtualization=no\\n" > %s && systemctl daemon-reload'
+               % (DROP_IN.rsplit('/', 1)[0], DROP_IN))
+    service.sh('systemctl stop %s %s' % (TUNED, KSM))
+    result = service.run(name='ksm', state='started')
+    assert result['failed'] is True
+    assert result['msg'].startswith('ksm.service did not start: systemd skipped it because a start condition '
+                                    'was not met (ConditionResult=no).')
+    assert 'This host is a virtual machine (systemd-detect-virt: ' in result['msg']
+    assert result['units']['ksm']['after']['condition_result'] == 'no'
+    assert service.active(KSM) == 'inactive'
+    # check mode cannot know beforehand, but says what happened last time
+    result = service.run(check=True, name='ksm', state='started')
+    assert result['changed'] is True
+    assert any('start condition was not met' in warning for warning in result.get('warnings', []))
 
 
 # ---------------------------------------------------------------------------------------------------
