@@ -543,12 +543,13 @@ def parse_margin(text, mem_total):
     """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0")."""
     match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|(?:[kKmMgGtT]i?)?[bB]?)\s*$', str(text))
     if not match:
-        raise KsmError('Invalid memory margin %r: expected a percentage of total memory such as "5%%" '
-                       'or a size such as "512M" or "2G"' % (text,), option='memory_margin')
+        raise KsmError('Invalid memory margin %r (option memory_margin): expected a percentage of total memory '
+                       'such as "5%%" or a size such as "512M" or "2G"' % (text,), option='memory_margin')
     number, unit = float(match.group(1)), match.group(2)
     if unit == '%':
         if number > 100:
-            raise KsmError('Invalid memory margin %r: a percentage cannot exceed 100%%' % (text,),
+            raise KsmError('Invalid memory margin %r (option memory_margin): a percentage cannot exceed 100%%'
+                           % (text,),
                            option='memory_margin')
         return int(mem_total * number / 100)
     letter = unit[:1].lower()
@@ -578,6 +579,28 @@ def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None, remedy='se
                human_bytes(meminfo.get('SwapFree', 0)), human_bytes(margin_bytes), remedy),
             needed_bytes=needed, budget_bytes=budget)
     return needed, budget
+
+
+class UnmergeBudget(object):
+    """The memory an unmerge may use on this host, as both unmerging modules judge it.
+
+    Reads /proc/meminfo once (meminfo may be given instead) and resolves the memory_margin option
+    against MemTotal; raises KsmError naming the option or the unreadable file.
+    """
+
+    def __init__(self, margin_text, meminfo=None):
+        if meminfo is None:
+            try:
+                meminfo = read_meminfo()
+            except (IOError, OSError) as err:
+                raise KsmError('Cannot read the memory figures of the host (%s): %s' % (MEMINFO, err))
+        self.meminfo = meminfo
+        self.margin = parse_margin(margin_text, meminfo.get('MemTotal', 0))
+        self.budget = unmerge_budget(meminfo, self.margin)
+
+    def check(self, state, page_bytes=None, remedy='set force=true to unmerge anyway'):
+        """check_unmerge_fits against these figures: (needed, budget), or KsmError with both figures."""
+        return check_unmerge_fits(state, self.meminfo, self.margin, page_bytes, remedy)
 
 
 def human_bytes(number):

@@ -474,7 +474,7 @@ class SysfsTask:
     def run(self):
         params = self.params
         result = self.result
-        self.margin(0)   # its syntax, before anything else
+        _ksm.parse_margin(params['memory_margin'], 0)   # its syntax, before anything else
 
         state = self.ksm.read_state()
         nodes = _ksm.numa_nodes_with_memory()
@@ -572,23 +572,12 @@ class SysfsTask:
                 % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
                    _ksm.human_bytes(_ksm.unmerge_cost(state))))
 
-    def margin(self, mem_total):
-        try:
-            return _ksm.parse_margin(self.params['memory_margin'], mem_total)
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError('Option memory_margin: %s' % err.msg, **err.details)
-
     def check_memory(self, state):
         """The memory check an unmerge needs (as samepage.ksm.ksm_unmerge makes it); raises with both figures."""
+        budget = _ksm.UnmergeBudget(self.params['memory_margin'])
         try:
-            meminfo = _ksm.read_meminfo()
-        except (IOError, OSError) as err:
-            raise _ksm.KsmError('Cannot read the memory figures of the host: %s' % err)
-        margin = self.margin(meminfo.get('MemTotal', 0))
-        try:
-            return _ksm.check_unmerge_fits(
-                state, meminfo, margin,
-                remedy='leave merge_across_nodes and max_page_sharing as they are until less is shared')
+            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
+                                              'less is shared')
         except _ksm.KsmError as err:
             raise _ksm.KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
 

@@ -240,17 +240,14 @@ def main():
             if key in err.details:
                 result[key] = err.details[key]
         module.fail_json(msg=err.msg, **result)
-    except (IOError, OSError) as err:
-        module.fail_json(msg='Cannot read the memory figures of the host: %s' % err, **result)
     module.exit_json(**result)
 
 
 def run(module, ksm, ksmd, wanted_run, result):
     page_bytes = _ksm.page_size()
-    meminfo = _ksm.read_meminfo()
-    margin = _ksm.parse_margin(module.params['memory_margin'], meminfo.get('MemTotal', 0))
-    result.update(memory_before=memory(meminfo), margin_bytes=margin,
-                  budget_bytes=_ksm.unmerge_budget(meminfo, margin), needed_bytes=0)
+    budget = _ksm.UnmergeBudget(module.params['memory_margin'])
+    result.update(memory_before=memory(budget.meminfo), margin_bytes=budget.margin, budget_bytes=budget.budget,
+                  needed_bytes=0)
 
     if not ksm.available():
         if ksmd == 'running':
@@ -278,7 +275,7 @@ def run(module, ksm, ksmd, wanted_run, result):
     unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
     if unmerge and needed:
         try:
-            _ksm.check_unmerge_fits(state, meminfo, margin, page_bytes)
+            budget.check(state, page_bytes)
         except _ksm.KsmError as err:
             if not module.params['force']:
                 raise
@@ -315,7 +312,10 @@ def run(module, ksm, ksmd, wanted_run, result):
                                 % (err.msg, after.get('run')), **err.details)
     after = ksm.read_state()
     result['run_after'] = after.get('run')
-    result['memory_after'] = memory(_ksm.read_meminfo())
+    try:
+        result['memory_after'] = memory(_ksm.read_meminfo())
+    except (IOError, OSError) as err:   # the unmerge is done: report it, without the figures afterwards
+        module.warn('Cannot read the memory figures of the host after the unmerge: %s' % err)
     set_diff(module, result, state, after)
     result['msg'] = describe(False, unmerge, pages, page_bytes, ksmd, wanted_run, result['duration'])
 

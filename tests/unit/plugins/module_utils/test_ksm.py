@@ -625,6 +625,35 @@ def test_check_unmerge_fits_with_margin_above_what_is_free():
     assert err.details['budget_bytes'] == -GIB
 
 
+def test_unmerge_budget_resolves_the_margin_against_mem_total():
+    budget = _ksm.UnmergeBudget('10%', {'MemTotal': 10 * GIB, 'MemAvailable': 4 * GIB, 'SwapFree': GIB})
+    assert (budget.margin, budget.budget) == (GIB, 4 * GIB)
+    assert budget.check({'pages_sharing': 262144}, PAGE) == (GIB, 4 * GIB)
+    err = error_of(budget.check, {'pages_sharing': 5 * 262144}, PAGE, remedy='wait')
+    assert err.msg.endswith('or wait.')
+    assert err.details == {'needed_bytes': 5 * GIB, 'budget_bytes': 4 * GIB}
+
+
+def test_unmerge_budget_reads_proc_meminfo(monkeypatch, tmp_path):
+    path = tmp_path / 'meminfo'
+    path.write_text('MemTotal:  1048576 kB\nMemAvailable:  524288 kB\nSwapFree:  0 kB\n')
+    monkeypatch.setattr(_ksm, 'MEMINFO', str(path))
+    budget = _ksm.UnmergeBudget('0')
+    assert budget.meminfo['MemAvailable'] == 512 * 1024 ** 2 and budget.budget == 512 * 1024 ** 2
+
+
+def test_unmerge_budget_names_an_unreadable_meminfo(monkeypatch, tmp_path):
+    missing = str(tmp_path / 'nothing')
+    monkeypatch.setattr(_ksm, 'MEMINFO', missing)
+    err = error_of(_ksm.UnmergeBudget, '5%')
+    assert err.msg.startswith('Cannot read the memory figures of the host (%s): ' % missing)
+
+
+def test_unmerge_budget_names_the_option_of_a_bad_margin():
+    err = error_of(_ksm.UnmergeBudget, 'lots', {'MemTotal': GIB})
+    assert "Invalid memory margin 'lots' (option memory_margin)" in err.msg
+
+
 @pytest.mark.parametrize('number, text', [(0, '0 B'), (1023, '1023 B'), (1536, '1.5 KiB'),
                                           (5 * GIB, '5.0 GiB'), (2048 * 1024 ** 4, '2048.0 TiB'),
                                           (-4194304, '-4.0 MiB')])
