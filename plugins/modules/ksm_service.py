@@ -99,12 +99,21 @@ options:
       - TuneD masks the units again when such a profile is applied again.
     type: bool
     default: false
+  must_exist:
+    description:
+      - When V(true), a unit that is not installed makes the task fail, with the name of the package that
+        provides it on this distribution (see the notes).
+      - When V(false), a unit that is not installed counts as stopped and disabled - as off as it gets - so
+        O(state=stopped) and O(enabled=false) report no change and say why in RV(msg). Use it to switch
+        KSM off across hosts that may lack a unit (Proxmox VE has no ksm unit at all). Starting, restarting,
+        retuning or enabling a unit that is not installed fails either way.
+    type: bool
+    default: true
 notes:
   - At least one of O(state) and O(enabled) is required.
   - Order of actions is unmask, enable or disable, then the state change.
-  - A unit that is not installed already counts as stopped and disabled (the task reports no change and
-    says why in RV(msg)); anything else asked of it fails with the name of the package that provides it
-    on this distribution (ksmtuned on
+  - A unit that is not installed makes the task fail with the name of the package that provides it
+    on this distribution (unless O(must_exist=false) and the unit is only to be stopped or disabled): ksmtuned on
     Debian, Ubuntu, Fedora 29+ and RHEL 9+; qemu-kvm-common on RHEL 7 and 8; ksm on Fedora 28 and older;
     ksmtuned-git from the AUR on Arch; ksm-control-daemon on Proxmox VE). On Debian and Ubuntu installing
     ksmtuned enables and starts both units at once.
@@ -137,6 +146,13 @@ EXAMPLES = r'''
         name: ksmtuned
         enabled: false
 
+- name: Stop ksmtuned on every host of a mixed fleet, including those without it
+  samepage.ksm.ksm_service:
+    name: ksmtuned
+    state: stopped
+    enabled: false
+    must_exist: false
+
 - name: Make ksmtuned adjust KSM at once, e.g. after starting a batch of guests
   samepage.ksm.ksm_service:
     name: ksmtuned
@@ -162,7 +178,7 @@ unit:
   sample: ksmtuned.service
 msg:
   description: Why nothing was done, when the unit to stop or disable is not installed.
-  returned: when the unit is not installed and O(state=stopped) or O(enabled=false) was asked
+  returned: when the unit is not installed, O(must_exist=false), and O(state=stopped) or O(enabled=false) was asked
   type: str
   sample: 'ksmtuned.service is not installed: on Debian GNU/Linux 12 (bookworm) it comes with the package
     ksmtuned (apt-get install ksmtuned). Nothing to stop or disable.'
@@ -367,7 +383,8 @@ class KsmService:
         self.package = self.resolution.package(name)
         self.before = statuses
         self.model = dict((u, dict(s)) for u, s in statuses.items())
-        if self.resolution.unit(name) is None and state in (None, 'stopped') and not enabled:
+        if (self.resolution.unit(name) is None and not self.params['must_exist']
+                and state in (None, 'stopped') and not enabled):
             # Nothing to stop or disable: a unit that is not installed is as off as it gets.
             result = self.result()
             result['msg'] = '%s Nothing to stop or disable.' % units_mod.missing_message(
@@ -582,6 +599,7 @@ def main():
             state=dict(type='str', choices=['started', 'stopped', 'restarted', 'retuned']),
             enabled=dict(type='bool'),
             unmask=dict(type='bool', default=False),
+            must_exist=dict(type='bool', default=True),
         ),
         required_one_of=[('state', 'enabled')],
         supports_check_mode=True,

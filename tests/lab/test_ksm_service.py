@@ -8,7 +8,8 @@
 
 Every transition goes through the four steps (check mode, apply, apply again, check mode again) and is
 then checked with systemctl in the guest. Also: a retune that ksmtuned visibly acts on, a masked unit,
-and a comparison of the fake systemctl used by the unit tests with the real one.
+a unit that is not installed, and a comparison of the fake systemctl used by the unit tests with the
+real one.
 
 Each test starts from, and puts back, the image's defaults: ksm.service and ksmtuned.service enabled and
 running, /etc/ksmtuned.conf as shipped, nothing masked.
@@ -33,6 +34,7 @@ CONF_BACKUP = '/root/ksmtuned.conf.samepage-test'
 LOG = '/var/log/ksmtuned-samepage-test.log'
 TUNED_MARKER = '/var/lib/tuned/ksm-masked'
 DROP_IN = '/run/systemd/system/ksm.service.d/samepage-test.conf'
+HIDDEN_UNIT = '/root/ksmtuned.service.samepage-test'     # where a test moves the unit file to "uninstall" it
 WAIT_SECONDS = 90
 
 
@@ -114,6 +116,8 @@ class Service:
 
     def restore_defaults(self):
         """The image's defaults: both units unmasked, enabled and running; ksmtuned.conf as shipped."""
+        self.sh('if [ -f {hidden} ]; then mv -f {hidden} "$(cat {hidden}.path)"; rm -f {hidden}.path; '
+                'systemctl daemon-reload; fi'.format(hidden=HIDDEN_UNIT))
         self.sh('if [ -e %s ]; then rm -f %s; systemctl daemon-reload; fi' % (DROP_IN, DROP_IN))
         self.sh('rm -f %s; systemctl unmask %s %s; '
                 'if [ -f %s ]; then mv -f %s %s; fi; rm -f %s; '
@@ -330,6 +334,36 @@ def test_masked_by_tuned_both_units(service):
     first, second, third, fourth = service.four_steps(name='ksmtuned', state='started', unmask=True)
     assert second['actions'] == ['unmask ksmtuned.service', 'unmask ksm.service', 'start ksmtuned.service']
     assert service.active(KSM) == 'active' and service.active(TUNED) == 'active'
+
+
+# ---------------------------------------------------------------------------------------------------
+# A unit that is not installed
+
+def test_unit_not_installed_names_the_package(service):
+    # "Uninstall" ksmtuned.service without touching the package database: move its unit file away
+    # (restore_defaults puts it back), so that systemd reports LoadState=not-found.
+    service.sh('systemctl stop {tuned}; systemctl disable {tuned}; '
+               'path=$(systemctl show -p FragmentPath --value {tuned}); echo "$path" > {hidden}.path; '
+               'mv "$path" {hidden}; systemctl daemon-reload'.format(tuned=TUNED, hidden=HIDDEN_UNIT))
+    assert service.show(TUNED)[TUNED]['LoadState'] == 'not-found'
+    release = service.sh('. /etc/os-release; echo "$PRETTY_NAME"').stdout.strip()
+    named = '%s is not installed: on %s it comes with the package ksmtuned (apt-get install ksmtuned).' % (
+        TUNED, release)
+
+    for args in ({'state': 'started'}, {'state': 'stopped', 'enabled': False}):
+        result = service.run(name='ksmtuned', **args)
+        assert result['failed'] is True and result['msg'].startswith(named), (args, result['msg'])
+        assert result['package'] == 'ksmtuned' and result['unit'] is None
+
+    # must_exist=false: not installed is already stopped and disabled (both steps, no change)
+    for check in (True, False):
+        result = service.run(check=check, name='ksmtuned', state='stopped', enabled=False, must_exist=False)
+        assert not result.get('failed') and result['changed'] is False, result.get('msg')
+        assert result['msg'] == named + ' Nothing to stop or disable.'
+    # ...but never started
+    result = service.run(name='ksmtuned', state='started', must_exist=False)
+    assert result['failed'] is True and result['msg'].startswith(named)
+    assert service.active(KSM) == 'active'     # ksm.service untouched throughout
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -481,10 +481,24 @@ def test_missing_units_name_the_package(make_host, distro, package, hint):
 @pytest.mark.parametrize('args', [
     {'state': 'stopped'}, {'enabled': False}, {'state': 'stopped', 'enabled': False},
 ])
-def test_missing_unit_is_already_stopped_and_disabled(make_host, args):
+def test_missing_unit_fails_to_stop_or_disable_by_default(make_host, args):
     host = make_host(fakes.empty(), distro='debian12')
     for check_mode in (True, False):
         result = host.run(check_mode=check_mode, name='ksmtuned', **args)
+        assert result['failed'] is True and result['changed'] is False
+        assert result['msg'].startswith('ksmtuned.service is not installed: on Debian GNU/Linux 12 (bookworm) it '
+                                        'comes with the package ksmtuned (apt-get install ksmtuned).')
+        assert result['package'] == 'ksmtuned'
+    assert host.systemd.mutating_calls() == []
+
+
+@pytest.mark.parametrize('args', [
+    {'state': 'stopped'}, {'enabled': False}, {'state': 'stopped', 'enabled': False},
+])
+def test_missing_unit_is_already_stopped_and_disabled_unless_it_must_exist(make_host, args):
+    host = make_host(fakes.empty(), distro='debian12')
+    for check_mode in (True, False):
+        result = host.run(check_mode=check_mode, name='ksmtuned', must_exist=False, **args)
         assert result['failed'] is False and result['changed'] is False
         assert result['unit'] is None and result['package'] == 'ksmtuned'
         assert result['msg'].startswith('ksmtuned.service is not installed')
@@ -497,13 +511,16 @@ def test_missing_unit_is_already_stopped_and_disabled(make_host, args):
                                   {'state': 'retuned'}, {'enabled': True}])
 def test_missing_unit_fails_for_anything_but_off(make_host, args):
     host = make_host(fakes.empty(), distro='debian13')
-    result = host.run(name='ksmtuned', **args)
-    assert result['failed'] is True and 'package ksmtuned' in result['msg']
+    for must_exist in (True, False):
+        result = host.run(name='ksmtuned', must_exist=must_exist, **args)
+        assert result['failed'] is True and 'package ksmtuned' in result['msg']
 
 
 def test_proxmox_ksm_stopped_is_fine_and_leaves_ksmtuned(make_host):
     host = make_host(fakes.proxmox(active=True), distro='proxmox8', proxmox=True)
-    result = host.run(name='ksm', state='stopped', enabled=False)
+    strict = host.run(name='ksm', state='stopped', enabled=False)
+    assert strict['failed'] is True and 'has no ksm unit' in strict['msg']
+    result = host.run(name='ksm', state='stopped', enabled=False, must_exist=False)
     assert result['failed'] is False and result['changed'] is False
     assert 'has no ksm unit' in result['msg']
     assert host.active(TUNED) and list(result['units']) == ['ksmtuned']
