@@ -34,7 +34,7 @@ lint:
 sanity:
 	@$(CI) sanity
 
-## system     pytest tests/system against this machine's real /sys/kernel/mm/ksm (both controllers)
+## system     pytest tests/system against this machine's real /sys/kernel/mm/ksm (2.21; every_controller tests also 2.19)
 system:
 	@$(CI) system
 

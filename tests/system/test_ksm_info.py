@@ -24,6 +24,7 @@ MIN_SHARING = 1000   # of the 8192 pages of the workload
 ALL = 100000         # max_processes that lists every process (lab guests may merge more than the workload)
 
 
+@pytest.mark.every_controller
 def test_reports_the_live_kernel_read_only():
     before = _ksm.Ksm().read_state()
     result = run_module('samepage.ksm.ksm_info', {'max_processes': 0})
@@ -86,6 +87,7 @@ def test_a_real_workload_shows_up_with_its_savings(ksm_host):
     assert len(one['processes']) <= 1
 
 
+@pytest.mark.every_controller
 def test_in_a_playbook(tmp_path, ksm_host):
     ksm_host.set(run=1, pages_to_scan=5000)
     playbook = tmp_path / 'info.yml'

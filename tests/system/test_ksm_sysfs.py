@@ -166,6 +166,7 @@ def test_merge_across_nodes_policies(host):
         assert result['changed'] is (host.state()['merge_across_nodes'] != value)
 
 
+@pytest.mark.every_controller
 def test_several_knobs_at_once(host):
     state = host.state()
     args = {
@@ -186,6 +187,7 @@ def test_several_knobs_at_once(host):
         assert state[name] == (int(value) if name == 'run' else value), name
 
 
+@pytest.mark.every_controller
 def test_ad_hoc_key_value_arguments(host):
     value = other(host.state()['sleep_millisecs'], 41, 42)
     result = run_module(MODULE, extra_args=['-a', 'sleep_millisecs=%d run=false' % value])
@@ -196,6 +198,7 @@ def test_ad_hoc_key_value_arguments(host):
 # ---------------------------------------------------------------------------------------------------
 # Bad input: failed, the knob named, the kernel unchanged
 
+@pytest.mark.every_controller
 @pytest.mark.parametrize('args, knob', [
     ({'pages_to_scan': -1}, 'pages_to_scan'),
     ({'pages_to_scan': 4294967296}, 'pages_to_scan'),
@@ -383,6 +386,7 @@ def boot(host):
             os.rmdir(config.wants_dir)
 
 
+@pytest.mark.every_controller
 def test_persist_writes_the_unit_and_enables_it(host, boot):
     if boot.read_text() is not None:
         sysfs({'persist': True, 'persist_mode': 'replace'})
@@ -518,6 +522,7 @@ PLAYBOOK = '''
 '''
 
 
+@pytest.mark.every_controller
 def test_playbook(host, tmp_path):
     state = host.state()
     pages = other(state['pages_to_scan'], 1900, 1901)

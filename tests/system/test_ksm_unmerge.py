@@ -37,6 +37,7 @@ def merged(ksm_host):
         yield ksm_host, workload
 
 
+@pytest.mark.every_controller
 def test_four_steps_with_real_merged_pages(merged):
     host, workload = merged
 
@@ -115,6 +116,7 @@ def test_refusal_when_the_margin_leaves_no_room_then_force(merged):
     assert state['run'] == 2 and not _ksm.sharing_left(state)
 
 
+@pytest.mark.every_controller
 def test_in_a_playbook_estimate_then_unmerge(tmp_path, merged):
     host, workload = merged
     playbook = tmp_path / 'unmerge.yml'

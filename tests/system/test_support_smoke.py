@@ -22,6 +22,7 @@ from ansible_collections.samepage.ksm.tests.support.ksm_host import LOCK_PATH, k
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
 
+@pytest.mark.every_controller
 def test_run_module_returns_the_host_result():
     result = run_module('ansible.builtin.ping', {'data': 'samepage'})
     assert result['ping'] == 'samepage'
@@ -36,12 +37,14 @@ def test_run_module_reads_a_knob_like_the_layer_does(ksm_host):
     assert _ksm.parse('pages_to_scan', text) == ksm_host.state()['pages_to_scan']
 
 
+@pytest.mark.every_controller
 def test_run_module_reports_a_failure_with_its_message():
     result = run_module('ansible.builtin.slurp', {'src': '/nonexistent/samepage'})
     assert result['failed'] is True
     assert 'nonexistent' in result['msg']
 
 
+@pytest.mark.every_controller
 def test_run_module_check_and_diff(tmp_path):
     target = tmp_path / 'file.txt'
     target.write_text('old\n')
@@ -54,6 +57,7 @@ def test_run_module_check_and_diff(tmp_path):
     assert run_module('ansible.builtin.lineinfile', args)['changed'] is False
 
 
+@pytest.mark.every_controller
 def test_run_playbook_stats_and_results(tmp_path):
     playbook = tmp_path / 'play.yml'
     playbook.write_text(
