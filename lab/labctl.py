@@ -11,6 +11,8 @@ Subcommands:
   status     show the guests, their ports and whether SSH answers
   ssh NAME   open an SSH session (or run a command) on a guest
   inventory  print the path of the lab's inventory (and its content with --show)
+  run -- CMD boot the guests, run CMD with SAMEPAGE_LAB_REUSE naming the lab, then stop every guest,
+             whatever CMD does (the guests are also tied to labctl: they end if it is killed)
   demo       everything: tools, images, guests, `ansible-playbook site.yml`, a workload, a report
 
 Standard library only; run it with the system python3 (root: it installs QEMU and debootstrap with
@@ -724,6 +726,9 @@ class Guest(object):
                '-serial', 'file:' + self.console,
                '-monitor', 'none',
                '-pidfile', self.pidfile]
+        merge = 'on' if self.lab.host_merge else 'off'
+        if not self.lab.host_merge:
+            cmd += ['-machine', 'mem-merge=off']
         if spec.numa_nodes > 1:
             per_node = spec.memory_mib // spec.numa_nodes
             cpus_per_node = spec.cpus // spec.numa_nodes
@@ -731,7 +736,7 @@ class Guest(object):
                 first = node * cpus_per_node
                 last = first + cpus_per_node - 1
                 cpus = str(first) if first == last else '%d-%d' % (first, last)
-                cmd += ['-object', 'memory-backend-ram,id=m%d,size=%dM' % (node, per_node),
+                cmd += ['-object', 'memory-backend-ram,id=m%d,size=%dM,merge=%s' % (node, per_node, merge),
                         '-numa', 'node,nodeid=%d,cpus=%s,memdev=m%d' % (node, cpus, node)]
         return cmd
 
@@ -780,6 +785,8 @@ class Guest(object):
     def stop(self, timeout=10):
         """Stop this guest's QEMU (only a process whose command line is ours) and wait for its port."""
         pids = self.recorded_pids()
+        if pids:
+            self.close_shared_connection()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -815,8 +822,37 @@ class Guest(object):
 
     # ---- SSH
 
+    # One SSH connection per guest, shared by every command (a new connection costs a key exchange on an
+    # emulated CPU: seconds; a command over the shared one: a tenth of a second).
+    @property
+    def control_path(self):
+        path = os.path.join(self.dir, 'ssh.sock')
+        return path if len(path.encode()) <= 100 else None    # Unix socket paths are short
+
+    def _shared_connection_options(self):
+        path = self.control_path
+        if not path:
+            return []
+        return ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % path, '-o', 'ControlPersist=120',
+                '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=6']
+
+    def close_shared_connection(self):
+        """End the shared SSH connection (before a reboot, or when the guest stops)."""
+        path = self.control_path
+        if path and os.path.exists(path):
+            try:
+                subprocess.run(['ssh', '-o', 'ControlPath=%s' % path, '-O', 'exit', 'root@127.0.0.1'],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=15, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
     def ssh_command(self, command=None, tty=False):
-        args = ['ssh'] + list(SSH_OPTIONS) + ['-i', self.lab.key, '-p', str(self.port)]
+        args = (['ssh'] + list(SSH_OPTIONS) + self._shared_connection_options()
+                + ['-i', self.lab.key, '-p', str(self.port)])
         if tty:
             args.append('-t')
         args.append('root@127.0.0.1')
@@ -900,6 +936,7 @@ class Guest(object):
             self.ssh('systemctl reboot', check=False, timeout=30)
         except subprocess.TimeoutExpired:
             pass
+        self.close_shared_connection()   # its TCP connection dies with this boot
         if progress:
             say('%s: rebooting' % self.name)
         return self.wait_ssh(timeout=timeout, old_boot_id=old, progress=progress)
@@ -922,7 +959,11 @@ def _die_with_parent():
 class Lab(object):
     """A set of guests with a state directory, sharing an image cache with every other lab."""
 
-    def __init__(self, state_dir=None, cache_dir=None, specs=None):
+    def __init__(self, state_dir=None, cache_dir=None, specs=None, host_merge=True):
+        # host_merge: whether this machine's KSM may merge the guests' RAM (QEMU's mem-merge, on by
+        # default: the seed's hypervisor scenario). The test lab turns it off, so that the system tests'
+        # use of this machine's KSM and the lab never see each other's pages.
+        self.host_merge = host_merge
         self.state_dir = os.path.abspath(state_dir or default_state_dir())
         self.cache_dir = os.path.abspath(cache_dir or default_cache_dir())
         self.state_path = os.path.join(self.state_dir, 'lab.json')
@@ -1399,6 +1440,53 @@ def demo(lab, workload_mib=128, host_ksm=False, host_seconds=100, merge_timeout=
     print_explore(lab, playbook_bin)
 
 
+OWNER_FILE = 'owner.pid'   # the process that holds a lab started by `run` (tests/lab/conftest.py sweeps)
+
+
+def run_with_lab(lab, command):
+    """Boot the lab, run command with SAMEPAGE_LAB_REUSE set to its state directory, stop the lab.
+
+    The guests are tied to this process (the kernel ends them if it dies), SIGTERM/SIGHUP/SIGINT are
+    passed on to the command, and the lab is stopped however the command ends. Returns its exit status.
+    """
+    if not command:
+        raise LabError('run: no command given (labctl run -- COMMAND [ARGS...])')
+    os.makedirs(lab.state_dir, exist_ok=True)
+    with open(os.path.join(lab.state_dir, OWNER_FILE), 'w') as handle:
+        handle.write('%d\n' % os.getpid())
+    child = None
+    forwarded = []
+
+    def forward(signum, frame):
+        forwarded.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+        else:
+            raise KeyboardInterrupt('signal %d' % signum)
+
+    previous = dict((sig, signal.signal(sig, forward)) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT))
+    try:
+        lab.up(tie_to_parent=True)
+        say('running %s' % ' '.join(shlex.quote(arg) for arg in command))
+        env = dict(os.environ, SAMEPAGE_LAB_REUSE=lab.state_dir, SAMEPAGE_LAB_INVENTORY=lab.inventory)
+        child = subprocess.Popen(command, env=env)
+        return child.wait()     # a signal meanwhile goes to the child (forward), which then ends
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        lab.down()
+        try:
+            os.unlink(os.path.join(lab.state_dir, OWNER_FILE))
+        except OSError:
+            pass
+
+
 def print_explore(lab, ansible_playbook='ansible-playbook'):
     me = os.path.relpath(os.path.abspath(__file__))
     env = ''
@@ -1441,6 +1529,10 @@ def main(argv=None):
     p_ssh.add_argument('cmd', nargs=argparse.REMAINDER)
     p_inv = sub.add_parser('inventory', help='print the inventory path (--show: its content)')
     p_inv.add_argument('--show', action='store_true')
+    p_run = sub.add_parser('run', help='boot the guests, run a command against them, stop the guests')
+    p_run.add_argument('--no-host-merge', dest='host_merge', action='store_false',
+                       help="keep this machine's KSM away from the guests' RAM (QEMU mem-merge=off)")
+    p_run.add_argument('cmd', nargs=argparse.REMAINDER, help='-- COMMAND [ARGS...]')
     p_demo = sub.add_parser('demo', help='set up, boot, run site.yml, show what KSM does')
     p_demo.add_argument('--workload-mib', type=int, default=128,
                         help='MiB of duplicate mergeable memory per guest (default 128)')
@@ -1452,9 +1544,13 @@ def main(argv=None):
     if not args.command:
         parser.print_help()
         return 2
-    _install_signal_handlers()
-    lab = Lab(state_dir=args.state, cache_dir=args.cache)
+    if args.command != 'run':
+        _install_signal_handlers()
+    lab = Lab(state_dir=args.state, cache_dir=args.cache, host_merge=getattr(args, 'host_merge', True))
     try:
+        if args.command == 'run':
+            command = args.cmd[1:] if args.cmd[:1] == ['--'] else args.cmd
+            return run_with_lab(lab, command)
         if args.command == 'build':
             started = time.time()
             images = lab.build()

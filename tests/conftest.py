@@ -25,7 +25,10 @@ def _link_collection():
         return os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(REPO))))
     if not os.path.islink(LINK):
         os.makedirs(os.path.dirname(LINK), exist_ok=True)
-        os.symlink(os.path.relpath(REPO, os.path.dirname(LINK)), LINK)
+        try:
+            os.symlink(os.path.relpath(REPO, os.path.dirname(LINK)), LINK)
+        except FileExistsError:   # another pytest of the same run (the lab stage starts several) made it
+            pass
     return COLLECTIONS_ROOT
 
 

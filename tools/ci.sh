@@ -5,7 +5,8 @@
 #
 # The stages of `make test` (the Makefile calls this script; see README.md, "Development").
 #
-#   tools/ci.sh all          every stage below in order; exit status 1 if any failed
+#   tools/ci.sh all          every stage below (the lab in the background from the start, the others in
+#                            order); exit status 1 if any failed
 #   tools/ci.sh bootstrap    controller virtual environments, target Pythons, get-pip stand-in
 #   tools/ci.sh changelog    antsibull-changelog lint
 #   tools/ci.sh build        ansible-galaxy collection build + install, ansible-doc of every module and role
@@ -13,7 +14,8 @@
 #   tools/ci.sh lint         ansible-lint --profile production
 #   tools/ci.sh sanity       ansible-test sanity (all tests, no ignore file) with ansible-core 2.21 and 2.19
 #   tools/ci.sh system       pytest tests/system (the real /sys/kernel/mm/ksm): all under 2.21, every_controller under 2.19
-#   tools/ci.sh lab          pytest tests/lab (QEMU guests); "no tests collected" is not a failure
+#   tools/ci.sh lab          pytest tests/lab against one lab of QEMU guests (labctl run): the one-guest
+#                            tests side by side (a pytest per guest), then the whole-lab ones
 #   tools/ci.sh demo         python3 lab/labctl.py demo, with SAMEPAGE_VENV set to the 2.21 controller
 #   tools/ci.sh env          print where everything lives
 #   tools/ci.sh lock         re-resolve tests/requirements/*.txt from the top-level pins in *.in
@@ -56,11 +58,18 @@ prepare_cache() {
     mkdir -p "$CACHE/venv" "$CACHE/pythons" "$CACHE/locks"
 }
 
+# apt-get runs one at a time: the lab stage (lab/labctl.py, same lock file) may install QEMU meanwhile.
+APT_LOCK=/var/lib/samepage-ksm-lab-apt.lock
+
 apt_install() {
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing with apt-get: $*"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+        (
+            exec {apt_fd}>"$APT_LOCK"
+            flock "$apt_fd"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+        )
     else
         die "missing: $* (install them, or run as root on Debian/Ubuntu so this script can)"
     fi
@@ -457,15 +466,56 @@ stage_system() {
     return $failed
 }
 
+# One lab for the whole stage: `labctl run` boots it once, runs the suites against it and stops it
+# whatever happens (its guests also end if labctl is killed). The tests that use one guest run side by
+# side, a pytest per guest (tests/lab/conftest.py marks them one_guest(group=...)); then the tests that
+# use several guests at once (marked whole_lab: roles, site.yml, reboots), one at a time.
+LAB_GROUPS="debian12 debian13 numa"
+
 stage_lab() {
-    bootstrapped
-    local rc=0
-    SAMEPAGE_VENV=$(venv_b) run_pytest "$(venv_b)" "controller B" tests/lab --durations=5 || rc=$?
-    if [ $rc -eq 5 ]; then
-        say "tests/lab: no tests collected (yet); not a failure"
-        return 0
+    prepare_cache
+    if [ -n "${SAMEPAGE_SKIP_LAB:-}" ]; then
+        bootstrapped
+        run_pytest "$(venv_b)" "controller B" tests/lab
+        return
     fi
+    # The lab's images are built and its guests booted before the environments are needed: lab-suites
+    # makes sure of them (waiting for a bootstrap that runs meanwhile, as in `all`).
+    local root=${TMPDIR:-/tmp}/samepage-ksm-lab-tests state rc=0
+    mkdir -p "$root"
+    state=$(mktemp -d "$root/ci-XXXXXX")   # tests/lab/conftest.py stops it if its labctl has died
+    SAMEPAGE_VENV=$(venv_b) python3 "$REPO/lab/labctl.py" --state "$state" run --no-host-merge -- \
+        bash "${BASH_SOURCE[0]}" lab-suites || rc=$?
+    rm -rf "$state"
     return $rc
+}
+
+stage_lab_suites() {  # run by `labctl run`: SAMEPAGE_LAB_REUSE names the lab that is up
+    [ -n "${SAMEPAGE_LAB_REUSE:-}" ] || die "lab-suites runs inside labctl run (use: tools/ci.sh lab)"
+    bootstrapped
+    local failed=0 group logs pids=() rc i=0
+    logs=$(mktemp -d "$CACHE/lab-logs.XXXXXX")
+    # Stopped from outside (labctl passes SIGTERM on): end the pytests of this stage too.
+    trap 'for pid in "${pids[@]}"; do pkill -TERM -P "$pid"; kill "$pid"; done 2>/dev/null; rm -rf "$logs"' EXIT
+    trap 'exit 143' TERM INT HUP
+    say "-- one pytest per guest, side by side: $LAB_GROUPS (output follows when all have ended)"
+    for group in $LAB_GROUPS; do
+        run_pytest "$(venv_b)" "controller B, guest group $group" tests/lab -m "one_guest(group='$group')" \
+            --durations=5 >"$logs/$group.log" 2>&1 &
+        pids+=($!)
+    done
+    for group in $LAB_GROUPS; do
+        rc=0
+        wait "${pids[$i]}" || rc=$?
+        i=$((i + 1))
+        cat "$logs/$group.log"
+        [ $rc -eq 0 ] || { say "FAILED: lab tests of guest group $group (rc $rc)"; failed=1; }
+    done
+    pids=()
+    rc=0
+    run_pytest "$(venv_b)" "controller B" tests/lab -m whole_lab --durations=10 || rc=$?
+    [ $rc -eq 0 ] || failed=1
+    return $failed
 }
 
 stage_demo() {
@@ -506,8 +556,24 @@ stage_lock() {
 
 stage_all() {
     local started stage rc seconds total_started failed=() skip=" ${SAMEPAGE_SKIP_STAGES:-} "
-    local summary=()
+    local summary=() lab_pid='' lab_log='' lab_started=0
     total_started=$(date +%s)
+    prepare_cache
+    # The lab stage runs in the background from the start: its guests are emulated CPUs that mostly
+    # wait on each other, its image build waits on the network, and nothing else uses them. It starts
+    # before the environments exist (its image build and boot come first; it waits for bootstrap's lock
+    # before running pytest) and in a session of its own, so that it can be stopped as a whole.
+    if [[ $skip != *" lab "* ]]; then
+        mkdir -p "$CACHE/logs"
+        lab_log=$(mktemp "$CACHE/logs/lab.XXXXXX")
+        lab_started=$(date +%s)
+        setsid bash "${BASH_SOURCE[0]}" lab >"$lab_log" 2>&1 </dev/null &
+        lab_pid=$!
+        trap '[ -z "$lab_pid" ] || kill -TERM -- "-$lab_pid" 2>/dev/null || true' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM HUP
+        say "lab stage started in the background (pid $lab_pid, log $lab_log); its output follows the other stages"
+    fi
     header "bootstrap: environments in $CACHE"
     started=$(date +%s)
     stage_bootstrap
@@ -518,6 +584,7 @@ stage_all() {
             summary+=("$(printf '%-10s %-6s' "$stage" skipped)")
             continue
         fi
+        [ "$stage" != lab ] || continue     # running in the background
         header "$stage"
         started=$(date +%s)
         rc=0
@@ -533,6 +600,24 @@ stage_all() {
             fi
         fi
     done
+    if [ -n "$lab_pid" ]; then
+        if [ -n "${FAIL_FAST:-}" ] && [ ${#failed[@]} -gt 0 ]; then
+            kill -TERM -- "-$lab_pid" 2>/dev/null || true
+        fi
+        header "lab (started in the background at the beginning)"
+        rc=0
+        wait "$lab_pid" || rc=$?
+        lab_pid=''
+        cat "$lab_log"
+        rm -f "$lab_log"
+        seconds=$(( $(date +%s) - lab_started ))
+        if [ $rc -eq 0 ]; then
+            summary+=("$(printf '%-10s %-6s %5ss %s' lab ok "$seconds" '(background, from the start)')")
+        else
+            summary+=("$(printf '%-10s %-6s %5ss %s' lab FAILED "$seconds" '(background, from the start)')")
+            failed+=(lab)
+        fi
+    fi
     header "summary ($(( $(date +%s) - total_started ))s)"
     printf '%s\n' "${summary[@]}"
     if [ ${#failed[@]} -gt 0 ]; then
@@ -548,6 +633,7 @@ main() {
     shift
     case $stage in
         all|bootstrap|changelog|build|units|lint|sanity|system|lab|demo|env|lock) "stage_$stage" "$@" ;;
+        lab-suites) stage_lab_suites "$@" ;;
         *) die "unknown stage '$stage' (all bootstrap changelog build units lint sanity system lab demo env lock)" ;;
     esac
 }

@@ -579,9 +579,7 @@ class KsmService:
 
     def failure(self):
         """What is known when a step fails: the units as they are now, the commands that ran."""
-        result = {'package': self.package, 'actions': list(self.actions)}
-        if self.unit:
-            result['unit'] = self.unit
+        result = {'unit': self.unit, 'package': self.package, 'actions': list(self.actions)}
         if self.before is not None and self.resolution is not None:
             if self.actions and not self.check_mode:
                 try:

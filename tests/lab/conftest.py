@@ -16,6 +16,11 @@ Guests (lab/labctl.py DEFAULT_GUESTS): lab-dense (Debian 12, kernel 6.1, one NUM
 (Debian 13, kernel 6.12, two NUMA nodes), lab-secure (Debian 13, one node); inventory groups dense,
 balanced, secure under kvm_hosts, as in inventory/example.
 
+A test that uses one guest (its fixture: debian12, debian13, numa_guest, or lab_guest's parameter) is
+marked `one_guest(group=...)` with that fixture's group (debian12, debian13, numa); every other test is
+marked `whole_lab`. `tools/ci.sh lab` boots one lab (`labctl run`) and runs a pytest per group side by
+side (`-m "one_guest(group='debian12')"`, ...), then the whole-lab tests (`-m whole_lab`).
+
 Environment:
   SAMEPAGE_SKIP_LAB=1            skip the whole suite (says so; e.g. a machine without QEMU)
   SAMEPAGE_LAB_REUSE=<state dir> run against a lab that is already up (labctl up) and leave it up
@@ -89,6 +94,34 @@ def _visible(request):
         yield
 
 
+# Fixtures that stand for one guest, and the group of the tests that use it.
+GUEST_FIXTURES = {'debian12': 'debian12', 'debian13': 'debian13', 'numa_guest': 'numa'}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def guest_fixtures_of(item):
+    """The guest fixtures a test uses, or None when it uses the whole lab (`guests`, or none at all)."""
+    names = set(name for name in item.fixturenames if name in GUEST_FIXTURES)
+    callspec = getattr(item, 'callspec', None)
+    if callspec is not None and 'lab_guest' in callspec.params:
+        names.add(callspec.params['lab_guest'])
+    if 'guests' in item.fixturenames or not names:
+        return None
+    return names
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not str(item.path).startswith(HERE + os.sep):
+            continue
+        used = guest_fixtures_of(item)
+        if used is None or len(used) > 1:
+            item.add_marker(pytest.mark.whole_lab)
+        else:
+            item.add_marker(pytest.mark.one_guest(group=GUEST_FIXTURES[used.pop()]))
+
+
 @pytest.fixture(scope='session')
 def lab(request):
     """The lab of this test session: booted once, stopped at the end whatever happens."""
@@ -108,7 +141,7 @@ def lab(request):
     state = tempfile.mkdtemp(prefix='session-', dir=TEST_STATE_ROOT)
     with open(os.path.join(state, OWNER_FILE), 'w') as handle:
         handle.write('%d\n' % os.getpid())
-    session_lab = labctl.Lab(state_dir=state, specs=list(labctl.DEFAULT_GUESTS))
+    session_lab = labctl.Lab(state_dir=state, specs=list(labctl.DEFAULT_GUESTS), host_merge=False)
     _active.append(session_lab)
     atexit.register(_stop_active)
     previous = {}
@@ -167,6 +200,15 @@ def lab_guest(request):
     """Parametrises a test over both kernel generations: the Debian 12 guest (6.1, systemd 252) and the
     one-node Debian 13 guest (6.12, systemd 257)."""
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def used_guests(request):
+    """The guests this test uses, as its guest fixtures say (all of them for a whole-lab test)."""
+    names = guest_fixtures_of(request.node)
+    if names is None:
+        return list(request.getfixturevalue('guests').values())
+    return [request.getfixturevalue(name) for name in sorted(names)]
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ Debian 13), over SSH, with real systemd.
 The tests run in file order and build on each other: bad input first (on guests that are not
 converged, so any task that ran would have changed something), then the converge in four steps, the
 differences between the groups, a group variable changed, the libvirt hook, a host moved from dense
-to secure, and a reboot. A module fixture puts the guests back to the image's state before and after.
+to secure, and a fixed scan rate on balanced followed by a reboot of every guest (the lab suite's proof
+that persisted settings and service states survive a reboot, on both kernel generations and the NUMA
+guest). A module fixture puts the guests back to the image's state before and after.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -326,43 +328,48 @@ def expected_conf(group_vars):
 
 
 def assert_converged(guests):
+    """Each group's guest as site.yml leaves it (only the groups among guests are checked)."""
     groups = by_group(guests)
-    dense, balanced, secure = groups['dense'], groups['balanced'], groups['secure']
-    dense_vars = example_vars('dense')
 
-    # dense: KSM on, ksmtuned aggressive, its settings live and persisted, the libvirt hook in place
-    assert states(dense) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
-    values, text = conf(dense)
-    assert values == expected_conf(dense_vars), text
-    live = read_ksm(dense)
-    for knob, value in dense_vars['ksm_settings'].items():
-        if knob in live:
-            expected = str(int(value)) if isinstance(value, bool) else str(value)
-            assert live[knob] == expected, (knob, live[knob])
-    assert live['merge_across_nodes'] == '1'     # one NUMA node: auto merges across nodes
-    unit_text = sh(dense, 'cat %s' % BOOT_UNIT)
-    assert "echo %s > /sys/kernel/mm/ksm/max_page_sharing'" % dense_vars['ksm_settings']['max_page_sharing'] in unit_text
-    assert "/sys/kernel/mm/ksm/run'" not in unit_text   # ksmtuned owns run
-    assert file_digest(dense, HOOK)[1] == '755'
+    if 'dense' in groups:
+        dense, dense_vars = groups['dense'], example_vars('dense')
+        # dense: KSM on, ksmtuned aggressive, its settings live and persisted, the libvirt hook in place
+        assert states(dense) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+        values, text = conf(dense)
+        assert values == expected_conf(dense_vars), text
+        live = read_ksm(dense)
+        for knob, value in dense_vars['ksm_settings'].items():
+            if knob in live:
+                expected = str(int(value)) if isinstance(value, bool) else str(value)
+                assert live[knob] == expected, (knob, live[knob])
+        assert live['merge_across_nodes'] == '1'     # one NUMA node: auto merges across nodes
+        unit_text = sh(dense, 'cat %s' % BOOT_UNIT)
+        assert "echo %s > /sys/kernel/mm/ksm/max_page_sharing'" % dense_vars['ksm_settings']['max_page_sharing'] in unit_text
+        assert "/sys/kernel/mm/ksm/run'" not in unit_text   # ksmtuned owns run
+        assert file_digest(dense, HOOK)[1] == '755'
 
-    # balanced: KSM on, ksmtuned at its own defaults, per-node merging on the two-node guest
-    assert states(balanced) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
-    values, text = conf(balanced)
-    assert values == expected_conf(example_vars('balanced')), text
-    assert values == expected_conf({}), text   # balanced keeps ksmtuned's own defaults
-    assert 'DEBUG' not in values and 'LOGFILE' not in values
-    live = read_ksm(balanced)
-    assert balanced.numa_nodes == 2 and live['merge_across_nodes'] == '0'
-    assert live['max_page_sharing'] == '256' and live['use_zero_pages'] == '0'
-    assert "echo 0 > /sys/kernel/mm/ksm/merge_across_nodes'" in sh(balanced, 'cat %s' % BOOT_UNIT)
-    assert file_digest(balanced, HOOK) is None
+    if 'balanced' in groups:
+        balanced = groups['balanced']
+        # balanced: KSM on, ksmtuned at its own defaults, per-node merging on the two-node guest
+        assert states(balanced) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+        values, text = conf(balanced)
+        assert values == expected_conf(example_vars('balanced')), text
+        assert values == expected_conf({}), text   # balanced keeps ksmtuned's own defaults
+        assert 'DEBUG' not in values and 'LOGFILE' not in values
+        live = read_ksm(balanced)
+        assert balanced.numa_nodes == 2 and live['merge_across_nodes'] == '0'
+        assert live['max_page_sharing'] == '256' and live['use_zero_pages'] == '0'
+        assert "echo 0 > /sys/kernel/mm/ksm/merge_across_nodes'" in sh(balanced, 'cat %s' % BOOT_UNIT)
+        assert file_digest(balanced, HOOK) is None
 
-    # secure: KSM off, nothing shared, both services stopped and disabled, run=0 persisted
-    assert states(secure) == {'ksm.service': ('inactive', 'disabled'), 'ksmtuned.service': ('inactive', 'disabled')}
-    live = read_ksm(secure)
-    assert live['run'] in ('0', '2') and live['pages_shared'] == '0' and live['pages_sharing'] == '0'
-    assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(secure, 'cat %s' % BOOT_UNIT)
-    assert file_digest(secure, HOOK) is None
+    if 'secure' in groups:
+        secure = groups['secure']
+        # secure: KSM off, nothing shared, both services stopped and disabled, run=0 persisted
+        assert states(secure) == {'ksm.service': ('inactive', 'disabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+        live = read_ksm(secure)
+        assert live['run'] in ('0', '2') and live['pages_shared'] == '0' and live['pages_sharing'] == '0'
+        assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(secure, 'cat %s' % BOOT_UNIT)
+        assert file_digest(secure, HOOK) is None
 
 
 def wait_for(guest, test, timeout, what):
@@ -548,9 +555,12 @@ def test_move_dense_to_secure(lab, fresh, inventory):
 
 
 # ---------------------------------------------------------------------------------------------------
-# 7. After a reboot every host is still as converged
+# 7. balanced at a fixed scan rate (ksm_tuner: none), then a reboot: every host is still as converged
 
-def test_reboot_keeps_everything_converged(lab, fresh, inventory):
+FIXED = {'pages_to_scan': 1000, 'sleep_millisecs': 50}
+
+
+def reboot_all(guests):
     errors = []
 
     def reboot(guest):
@@ -561,14 +571,52 @@ def test_reboot_keeps_everything_converged(lab, fresh, inventory):
         except Exception as exc:  # reported below
             errors.append('%s: %s' % (guest.name, exc))
 
-    threads = [threading.Thread(target=reboot, args=(guest,)) for guest in fresh.values()]
+    threads = [threading.Thread(target=reboot, args=(guest,)) for guest in guests]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not errors, errors
 
-    check = site(inventory, check=True, diff=True)
-    assert_ok(check, sorted(fresh))
-    assert changed(check) == dict((host, 0) for host in fresh), (changed(check), check.output[-6000:])
+
+def assert_fixed_rate(balanced):
+    """balanced with ksm_tuner: none: ksmd at the fixed rate, persisted, ksmtuned stopped and disabled."""
+    assert states(balanced) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+    live = read_ksm(balanced)
+    assert (live['run'], live['pages_to_scan'], live['sleep_millisecs'], live['merge_across_nodes']) == (
+        '1', str(FIXED['pages_to_scan']), str(FIXED['sleep_millisecs']), '0'), live
+    unit_text = sh(balanced, 'cat %s' % BOOT_UNIT)
+    for line in ("echo %d > /sys/kernel/mm/ksm/pages_to_scan'" % FIXED['pages_to_scan'],
+                 "echo %d > /sys/kernel/mm/ksm/sleep_millisecs'" % FIXED['sleep_millisecs'],
+                 "echo 1 > /sys/kernel/mm/ksm/run'", "echo 0 > /sys/kernel/mm/ksm/merge_across_nodes'"):
+        assert line in unit_text, unit_text
+
+
+def test_fixed_rate_then_reboot_keeps_everything_converged(lab, fresh, inventory):
+    """One reboot proves persistence everywhere: dense (Debian 12) keeps its persisted knobs and ksmtuned,
+    balanced (two NUMA nodes) its fixed run/pages_to_scan/sleep_millisecs and per-node merging with
+    ksmtuned disabled, secure (Debian 13) run=0 with both services disabled."""
+    groups = by_group(fresh)
+    balanced = groups['balanced']
+    fixed = Inventory(lab)
+    try:
+        fixed.set_group_var('balanced', 'ksm_tuner', 'none')
+        fixed.set_group_var('balanced', 'ksm_settings', dict(FIXED))
+        run = site(fixed.path, limit=balanced.name, diff=True)
+        assert_ok(run, [balanced.name])
+        assert changed(run)[balanced.name] > 0
+        assert_fixed_rate(balanced)
+
+        reboot_all(fresh.values())
+
+        check = site(fixed.path, check=True, diff=True)
+        assert_ok(check, sorted(fresh))
+        assert changed(check) == dict((host, 0) for host in fresh), (changed(check), check.output[-6000:])
+        assert_fixed_rate(balanced)
+        assert_converged(dict((name, guest) for name, guest in fresh.items() if guest is not balanced))
+    finally:
+        fixed.remove()
+    back = site(inventory, limit=balanced.name)
+    assert_ok(back, [balanced.name])
+    assert "/sys/kernel/mm/ksm/run'" not in sh(balanced, 'cat %s' % BOOT_UNIT)
     assert_converged(fresh)
