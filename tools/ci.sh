@@ -493,25 +493,27 @@ stage_lab() {
 stage_lab_suites() {  # run by `labctl run`: SAMEPAGE_LAB_REUSE names the lab that is up
     [ -n "${SAMEPAGE_LAB_REUSE:-}" ] || die "lab-suites runs inside labctl run (use: tools/ci.sh lab)"
     bootstrapped
-    local failed=0 group logs pids=() rc i=0
-    logs=$(mktemp -d "$CACHE/lab-logs.XXXXXX")
+    local failed=0 group rc i=0
+    # Globals: the EXIT trap needs them after this function has returned.
+    LAB_LOGS=$(mktemp -d "$CACHE/lab-logs.XXXXXX")
+    LAB_PIDS=()
     # Stopped from outside (labctl passes SIGTERM on): end the pytests of this stage too.
-    trap 'for pid in "${pids[@]}"; do pkill -TERM -P "$pid"; kill "$pid"; done 2>/dev/null; rm -rf "$logs"' EXIT
+    trap 'for pid in "${LAB_PIDS[@]}"; do pkill -TERM -P "$pid"; kill "$pid"; done 2>/dev/null; rm -rf "$LAB_LOGS"' EXIT
     trap 'exit 143' TERM INT HUP
     say "-- one pytest per guest, side by side: $LAB_GROUPS (output follows when all have ended)"
     for group in $LAB_GROUPS; do
         run_pytest "$(venv_b)" "controller B, guest group $group" tests/lab -m "one_guest(group='$group')" \
-            --durations=5 >"$logs/$group.log" 2>&1 &
-        pids+=($!)
+            --durations=5 >"$LAB_LOGS/$group.log" 2>&1 &
+        LAB_PIDS+=($!)
     done
     for group in $LAB_GROUPS; do
         rc=0
-        wait "${pids[$i]}" || rc=$?
+        wait "${LAB_PIDS[$i]}" || rc=$?
         i=$((i + 1))
-        cat "$logs/$group.log"
+        cat "$LAB_LOGS/$group.log"
         [ $rc -eq 0 ] || { say "FAILED: lab tests of guest group $group (rc $rc)"; failed=1; }
     done
-    pids=()
+    LAB_PIDS=()
     rc=0
     run_pytest "$(venv_b)" "controller B" tests/lab -m whole_lab --durations=10 || rc=$?
     [ $rc -eq 0 ] || failed=1
