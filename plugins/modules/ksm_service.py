@@ -112,10 +112,10 @@ options:
 notes:
   - At least one of O(state) and O(enabled) is required.
   - Order of actions is unmask, enable or disable, then the state change.
-  - A unit that is not installed makes the task fail with the name of the package that provides it
-    on this distribution (unless O(must_exist=false) and the unit is only to be stopped or disabled): ksmtuned on
-    Debian, Ubuntu, Fedora 29+ and RHEL 9+; qemu-kvm-common on RHEL 7 and 8; ksm on Fedora 28 and older;
-    ksmtuned-git from the AUR on Arch; ksm-control-daemon on Proxmox VE). On Debian and Ubuntu installing
+  - A unit that is not installed makes the task fail with the name of the package that provides it on this
+    distribution (ksmtuned on Debian, Ubuntu, Fedora 29+ and RHEL 9+; qemu-kvm-common on RHEL 7 and 8; ksm on
+    Fedora 28 and older; ksmtuned-git from the AUR on Arch; ksm-control-daemon on Proxmox VE), unless
+    O(must_exist=false) and the unit is only to be stopped or disabled. On Debian and Ubuntu installing
     ksmtuned enables and starts both units at once.
   - ksmtuned and M(samepage.ksm.ksm_sysfs) both write C(run), C(pages_to_scan) and C(sleep_millisecs);
     stop ksmtuned before managing those knobs by hand.
