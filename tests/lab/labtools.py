@@ -10,6 +10,7 @@ The fixtures in tests/lab/conftest.py give a session-wide lab (`lab`), its guest
 
     result = module(lab, guest, 'samepage.ksm.ksm_info', {'max_processes': 0})
     four_steps(lab, guest, 'samepage.ksm.ksm_sysfs', {'pages_to_scan': 1234})   # the idiom, asserted
+                                                                               # (one ansible-playbook run)
     assert read_ksm(guest)['pages_to_scan'] == '1234'                           # the real state
     guest.reboot()                                                             # systemctl reboot, wait for SSH
 """
@@ -21,9 +22,11 @@ __metaclass__ = type
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import tempfile
 
-from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module, run_playbook
+from ansible_collections.samepage.ksm.tests.support.ansible_cli import ModuleResult, run_module, run_playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABCTL_PATH = os.path.join(REPO, 'lab', 'labctl.py')
@@ -58,18 +61,48 @@ def _brief(result):
     return json.dumps(dict((k, result.get(k)) for k in keys if k in result), default=str)
 
 
+# The four steps of the idiom: (name, check mode, changed expected).
+FOUR_STEPS = (('check mode', True, True), ('apply', False, True), ('apply again', False, False),
+              ('check mode again', True, False))
+
+
+def steps(lab, guest, name, args, diff=True):
+    """The four steps of the idiom as the four tasks of ONE ansible-playbook run (one controller start
+    rather than four; the guest runs the module four times, as with four commands). Returns the results
+    in order, as module() does; a failed step ends the play, so there are fewer then."""
+    tasks = [{'name': step, name: args, 'check_mode': check, 'diff': diff} for step, check, _changed in FOUR_STEPS]
+    directory = tempfile.mkdtemp(prefix='samepage-steps-')
+    try:
+        path = os.path.join(directory, 'four_steps.yml')
+        with open(path, 'w') as handle:
+            json.dump([{'name': 'four steps', 'hosts': guest.name, 'gather_facts': False, 'tasks': tasks}], handle)
+        run = run_playbook(path, inventory=lab.inventory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    results = []
+    for entry in run.results:
+        if entry['host'] != guest.name:
+            continue
+        result = ModuleResult(entry['result'])
+        result.setdefault('changed', False)
+        result['failed'] = bool(result.get('failed')) or entry['status'] in ('failed', 'unreachable')
+        result.rc, result.output, result.command = run.rc, run.output, run.command
+        results.append(result)
+    if not results:
+        raise AssertionError('%s on %s: the four steps produced no result\n%s' % (name, guest.name, run.output[-3000:]))
+    return results
+
+
 def four_steps(lab, guest, name, args, diff=True):
     """The four-step idiom on a guest, asserted: check (changed), apply (changed), apply (unchanged),
     check (unchanged). Returns the four results; the caller asserts the real state afterwards."""
-    results = []
-    for step, check, expected in (('check mode', True, True), ('apply', False, True),
-                                  ('apply again', False, False), ('check mode again', True, False)):
-        result = module(lab, guest, name, args, check=check, diff=diff)
+    results = steps(lab, guest, name, args, diff=diff)
+    for (step, _check, expected), result in zip(FOUR_STEPS, results):
         assert not result['failed'], '%s on %s, %s: %s\n%s' % (
             name, guest.name, step, _brief(result), result.output[-3000:])
         assert result['changed'] is expected, '%s on %s, %s: changed=%s, expected %s: %s' % (
             name, guest.name, step, result['changed'], expected, _brief(result))
-        results.append(result)
+    assert len(results) == len(FOUR_STEPS), results
     return results
 
 
