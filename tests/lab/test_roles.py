@@ -7,8 +7,9 @@
 the lab's real guests (lab-dense: Debian 12, lab-balanced: Debian 13 with two NUMA nodes, lab-secure:
 Debian 13), over SSH, with real systemd.
 
-The tests run in file order and build on each other: bad input first (on guests that are not
-converged, so any task that ran would have changed something), then the converge in four steps, the
+Bad input comes first, on the balanced guest as the image has it (any task that ran would have changed
+something); those tests use that guest alone, so they run beside the other one-guest tests. The others
+use the whole lab, run in file order and build on each other: the converge in four steps, the
 differences between the groups, a group variable changed, the libvirt hook, a host moved from dense
 to secure, and a fixed scan rate on balanced followed by a reboot of every guest (the lab suite's proof
 that persisted settings and service states survive a reboot, on both kernel generations and the NUMA
@@ -229,12 +230,27 @@ def fresh(lab, guests):
 
 
 @pytest.fixture(scope='module')
-def inventory(lab, fresh):
+def example_inventory(lab):
     """The lab's hosts with this repository's inventory/example/group_vars, unchanged (the lab's own
     inventory links the group_vars of the clone that wrote it, which need not be this one)."""
     pristine = Inventory(lab)
     yield pristine.path
     pristine.remove()
+
+
+@pytest.fixture(scope='module')
+def inventory(fresh, example_inventory):
+    """example_inventory, for the tests that converge the whole lab from the image's state."""
+    return example_inventory
+
+
+@pytest.fixture(scope='module')
+def unconverged(lab, numa_guest):
+    """The balanced guest (two NUMA nodes) as the image has it, before and after: the bad-input tests
+    use it alone, so they run beside the other one-guest tests (tests/lab/conftest.py)."""
+    to_image_state(lab, numa_guest)
+    yield numa_guest
+    to_image_state(lab, numa_guest)
 
 
 def site(inventory, **kwargs):
@@ -270,10 +286,11 @@ BAD_INPUTS = [
     'decay-positive', 'min-above-max', 'logfile-metachar', 'logfile-relative', 'interval-zero',
     'coef-not-int', 'pages-with-ksmtuned', 'run-not-a-setting', 'numa-choice', 'margin', 'kernel-range',
     'ksmtuned-without-ksm'])
-def test_bad_input_fails_before_anything_changes(lab, fresh, inventory, extra_vars, message):
-    guest = by_group(fresh)['balanced']
+def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inventory, extra_vars, message):
+    guest = unconverged
+    assert guest.group == 'balanced'
     before = snapshot(guest)
-    run = site(inventory, extra_vars=extra_vars, limit=guest.name)
+    run = site(example_inventory, extra_vars=extra_vars, limit=guest.name)
     assert run.rc != 0
     assert run.stats[guest.name]['failed'] == 1 and run.stats[guest.name]['changed'] == 0, run.stats
     failed = [r for r in run.results if r['status'] == 'failed']
