@@ -1455,13 +1455,15 @@ def run_with_lab(lab, command):
     with open(os.path.join(lab.state_dir, OWNER_FILE), 'w') as handle:
         handle.write('%d\n' % os.getpid())
     child = None
-    forwarded = []
+    starting = []       # non-empty while the command is being started
+    pending = []        # a signal that came meanwhile, passed on once it runs
 
     def forward(signum, frame):
-        forwarded.append(signum)
         if child is not None and child.poll() is None:
             child.send_signal(signum)
-        else:
+        elif starting:
+            pending.append(signum)
+        else:           # while the lab boots: stop booting (the finally below stops the guests)
             raise KeyboardInterrupt('signal %d' % signum)
 
     previous = dict((sig, signal.signal(sig, forward)) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT))
@@ -1469,7 +1471,11 @@ def run_with_lab(lab, command):
         lab.up(tie_to_parent=True)
         say('running %s' % ' '.join(shlex.quote(arg) for arg in command))
         env = dict(os.environ, SAMEPAGE_LAB_REUSE=lab.state_dir, SAMEPAGE_LAB_INVENTORY=lab.inventory)
+        starting.append(True)
         child = subprocess.Popen(command, env=env)
+        del starting[:]
+        if pending:
+            child.send_signal(pending[-1])
         return child.wait()     # a signal meanwhile goes to the child (forward), which then ends
     finally:
         for sig, handler in previous.items():

@@ -558,7 +558,8 @@ stage_lock() {
 
 stage_all() {
     local started stage rc seconds total_started failed=() skip=" ${SAMEPAGE_SKIP_STAGES:-} "
-    local summary=() lab_pid='' lab_log='' lab_started=0
+    local summary=() lab_log='' lab_started=0
+    LAB_BACKGROUND_PID=''   # a global: the EXIT trap reads it after this function has returned
     total_started=$(date +%s)
     prepare_cache
     # The lab stage runs in the background from the start: its guests are emulated CPUs that mostly
@@ -570,11 +571,11 @@ stage_all() {
         lab_log=$(mktemp "$CACHE/logs/lab.XXXXXX")
         lab_started=$(date +%s)
         setsid bash "${BASH_SOURCE[0]}" lab >"$lab_log" 2>&1 </dev/null &
-        lab_pid=$!
-        trap '[ -z "$lab_pid" ] || kill -TERM -- "-$lab_pid" 2>/dev/null || true' EXIT
+        LAB_BACKGROUND_PID=$!
+        trap '[ -z "$LAB_BACKGROUND_PID" ] || kill -TERM -- "-$LAB_BACKGROUND_PID" 2>/dev/null || true' EXIT
         trap 'exit 130' INT
         trap 'exit 143' TERM HUP
-        say "lab stage started in the background (pid $lab_pid, log $lab_log); its output follows the other stages"
+        say "lab stage started in the background (pid $LAB_BACKGROUND_PID, log $lab_log); its output follows the other stages"
     fi
     header "bootstrap: environments in $CACHE"
     started=$(date +%s)
@@ -602,14 +603,14 @@ stage_all() {
             fi
         fi
     done
-    if [ -n "$lab_pid" ]; then
+    if [ -n "$LAB_BACKGROUND_PID" ]; then
         if [ -n "${FAIL_FAST:-}" ] && [ ${#failed[@]} -gt 0 ]; then
-            kill -TERM -- "-$lab_pid" 2>/dev/null || true
+            kill -TERM -- "-$LAB_BACKGROUND_PID" 2>/dev/null || true
         fi
         header "lab (started in the background at the beginning)"
         rc=0
-        wait "$lab_pid" || rc=$?
-        lab_pid=''
+        wait "$LAB_BACKGROUND_PID" || rc=$?
+        LAB_BACKGROUND_PID=''
         cat "$lab_log"
         rm -f "$lab_log"
         seconds=$(( $(date +%s) - lab_started ))
