@@ -470,7 +470,7 @@ stage_system() {
 # whatever happens (its guests also end if labctl is killed). The tests that use one guest run side by
 # side, a pytest per guest (tests/lab/conftest.py marks them one_guest(group=...)); then the tests that
 # use several guests at once (marked whole_lab: roles, site.yml, reboots), one at a time.
-LAB_GROUPS="debian12 debian13 numa"
+LAB_GROUPS="debian12 debian13 numa"   # the groups of tests/lab/conftest.py GUEST_FIXTURES
 
 stage_lab() {
     prepare_cache

@@ -44,7 +44,7 @@ import pytest
 from ansible_collections.samepage.ksm.tests.lab.labtools import labctl, module
 
 TEST_STATE_ROOT = os.path.join(tempfile.gettempdir(), 'samepage-ksm-lab-tests')
-OWNER_FILE = 'owner.pid'
+OWNER_FILE = labctl.OWNER_FILE   # the process that holds a lab (this session, or a `labctl run`)
 
 _active = []            # labs this process started and has not stopped yet
 _cleanup_lock = threading.Lock()
@@ -94,7 +94,8 @@ def _visible(request):
         yield
 
 
-# Fixtures that stand for one guest, and the group of the tests that use it.
+# Fixtures that stand for one guest, and the group of the tests that use it (tools/ci.sh LAB_GROUPS runs
+# one pytest per group: tests/unit/tools/test_lab_groups.py keeps the two in step).
 GUEST_FIXTURES = {'debian12': 'debian12', 'debian13': 'debian13', 'numa_guest': 'numa'}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
