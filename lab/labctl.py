@@ -1419,16 +1419,19 @@ def demo(lab, workload_mib=128, host_ksm=False, host_seconds=100, merge_timeout=
     ensure_tools(BOOT_TOOLS + BUILD_TOOLS)
     playbook_bin = find_ansible_playbook(lab.cache_dir)
     lab.up()
-    for guest in lab.guests:
-        origin = start_workload(guest, workload_mib)
-        say('%s: started %d MiB of duplicate mergeable memory (%s, unit %s)'
-            % (guest.name, workload_mib, origin, WORKLOAD_UNIT))
+    # The hosts are converged first and their "VMs" start afterwards, as on a new KVM host. The other way
+    # round the image's ksmd merges the workload first, and site.yml then (rightly) refuses to change
+    # max_page_sharing and merge_across_nodes while pages are shared (ksm_unmerge_if_busy is off).
     say('demo: ansible-playbook -i %s site.yml' % lab.inventory)
     cmd = [playbook_bin, '-i', lab.inventory, os.path.join(REPO, 'site.yml')]
     result = subprocess.run(cmd, env=lab.ansible_env(), cwd=REPO, check=False)
     if result.returncode != 0:
         raise LabError('ansible-playbook site.yml failed (exit %d); the lab is still up for a look: '
                        '`%s status`, `%s down` to stop it' % (result.returncode, sys.argv[0], sys.argv[0]))
+    for guest in lab.guests:
+        origin = start_workload(guest, workload_mib)
+        say('%s: started %d MiB of duplicate mergeable memory (%s, unit %s)'
+            % (guest.name, workload_mib, origin, WORKLOAD_UNIT))
     expect = [g.name for g in lab.guests if g.group != 'secure']
     reports, pending = wait_for_merging(lab, expect, merge_timeout)
     print_report(lab, reports)
