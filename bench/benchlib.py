@@ -374,3 +374,12 @@ def cpu_seconds(pid):
 
 def venv_python():
     return sys.executable
+
+
+def tuner_config(inventory=INVENTORY):
+    """The samepage tuner's configuration as the ksm role renders it by default: {key: value}.
+
+    Empty until the role passes settings of its own: the daemon's defaults then apply.
+    """
+    values = profile_vars('balanced', inventory)
+    return dict(values.get('ksm_tuner_settings') or {})

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Run the samepage.ksm benchmarks (`make bench`, or `python3 bench/run.py [NAME ...]`).
 
-Names: converge-host merge-host unmerge-host (this machine's kernel, under the host lock),
+Names: converge-host merge-host unmerge-host controllers-host (this machine's kernel, under the host lock),
 converge-lab merge-guest merge-two-guests (QEMU lab guests started and stopped here);
 groups: host, lab, all (default). Each prints a table and writes bench/results/<name>.json, .csv, .png.
 
@@ -31,7 +31,7 @@ VENV = os.environ.get('SAMEPAGE_BENCH_VENV') or os.path.join(CACHE, 'bench-venv'
 REQUIREMENTS = os.path.join(HERE, 'requirements.txt')
 CONTROLLER_LOCK = os.path.join(REPO, 'tests', 'requirements', 'controller-2.19.txt')
 
-HOST = ('converge-host', 'merge-host', 'unmerge-host')
+HOST = ('converge-host', 'merge-host', 'unmerge-host', 'controllers-host')
 LAB = ('converge-lab', 'merge-guest', 'merge-two-guests')
 GROUPS = {'host': HOST, 'lab': LAB, 'all': HOST + LAB}
 
@@ -90,7 +90,11 @@ def main(argv=None):
     parser.add_argument('--timeout', type=int, default=int(os.environ.get('BENCH_TIMEOUT', '120')),
                         help='seconds one setting may take to merge on this machine (default 120; guests get '
                              '1.5 times as long)')
-    parser.add_argument('--idle', type=int, default=10, help='seconds of idle ksmd CPU measured once merged')
+    parser.add_argument('--idle', type=int, default=None,
+                        help='seconds of idle ksmd CPU measured once merged (default 10; controllers-host 60)')
+    parser.add_argument('--contenders', help='controllers-host: only these contenders (comma-separated names as '
+                        'in its table; flat out always runs, as the reference)')
+    parser.add_argument('--workloads', help='controllers-host: only these workloads (comma-separated)')
     parser.add_argument('--settings', help='merge benchmarks: only these settings (comma-separated names as in '
                         'the tables; kernel defaults always run, as the baseline)')
     parser.add_argument('--group', default='dense', help='inventory group whose profile the converge runs apply')
@@ -119,18 +123,26 @@ def main(argv=None):
     import bench_converge
     import bench_merge
     import bench_unmerge
+    import bench_controllers
     o = options
     only = [s.strip() for s in o.settings.split(',') if s.strip()] if o.settings else None
+    idle = 10 if o.idle is None else o.idle
+
+    def listed(text):
+        return [item.strip() for item in text.split(',') if item.strip()] if text else None
     jobs = {
         'converge-host': lambda: bench_converge.run_host(reps=o.reps, group=o.group),
-        'merge-host': lambda: bench_merge.run_host(reps=o.reps, mib=o.mib, timeout=o.timeout, idle_seconds=o.idle,
+        'merge-host': lambda: bench_merge.run_host(reps=o.reps, mib=o.mib, timeout=o.timeout, idle_seconds=idle,
                                                    only=only),
+        'controllers-host': lambda: bench_controllers.run_host(reps=o.reps, timeout=o.timeout,
+                                                               idle=60 if o.idle is None else o.idle,
+                                                               only=listed(o.contenders), workloads=listed(o.workloads)),
         'unmerge-host': lambda: bench_unmerge.run_host(reps=o.reps, mib=o.mib),
         'converge-lab': lambda: bench_converge.run_lab(reps=o.reps, group=o.group),
         'merge-guest': lambda: bench_merge.run_guest(reps=o.reps, mib=o.mib, timeout=int(o.timeout * 1.5),
-                                                     idle_seconds=o.idle, only=only),
+                                                     idle_seconds=idle, only=only),
         'merge-two-guests': lambda: bench_merge.run_two_guests(reps=max(1, o.reps - 1), timeout=int(o.timeout * 1.5),
-                                                               idle_seconds=o.idle, only=only),
+                                                               idle_seconds=idle, only=only),
     }
     failed = []
     for name in names:

@@ -12,14 +12,22 @@ From tests:
 
 Standalone (the lab copies this file into guests; standard library only, Python 3.8+):
 
-    python3 merge_workload.py --mib 64 [--pattern same|unique|zero] [--seconds N] [--pidfile PATH]
+    python3 merge_workload.py --mib 64 [--pattern same|unique|paired|zero] [--churn PAGES_PER_S]
+                              [--seconds N] [--pidfile PATH]
 
 prints "ready pid=<pid> mib=<n> pattern=<p>" once the memory is filled and holds it until SIGTERM or
 SIGINT (or N seconds, or end of standard input with --until-eof).
 
 Patterns: `same` fills every page with one repeated non-zero page (all pages merge into one KSM page),
-`unique` gives every page different content (nothing merges), `zero` leaves pages zero-filled but
-touched (they merge into the zero page with use_zero_pages=1, otherwise into one KSM page).
+`unique` gives every page different content (nothing merges), `paired` gives every page of a process
+different content but the same as the page at the same offset of every other `paired` process (two of
+them merge pairwise), `zero` leaves pages zero-filled but touched (they merge into the zero page with
+use_zero_pages=1, otherwise into one KSM page).
+
+Churn (`--churn N`): once ready, the process rewrites N pages a second for as long as it runs, walking
+through its memory: every other page gets new unique content (it can never merge), the ones between get
+the pattern's content again (they merge again). Merged pages that are written break their sharing
+(copy on write), so ksmd always has work to do: the workload of a guest whose memory keeps changing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,7 +43,7 @@ import sys
 import time
 
 PAGE = mmap.PAGESIZE
-PATTERNS = ('same', 'unique', 'zero')
+PATTERNS = ('same', 'unique', 'paired', 'zero')
 KSM_DIR = '/sys/kernel/mm/ksm'
 READY = 'ready'
 
@@ -45,6 +53,10 @@ def _page(pattern, index):
         return (b'samepage.ksm mergeable page ' * (PAGE // 28 + 1))[:PAGE]
     if pattern == 'unique':
         stamp = ('%d:%d:' % (os.getpid(), index)).encode('ascii')
+        return (stamp * (PAGE // len(stamp) + 1))[:PAGE]
+    if pattern == 'paired':
+        # Distinct within a process, equal page for page between any two processes of this pattern.
+        stamp = ('paired:%d:' % index).encode('ascii')
         return (stamp * (PAGE // len(stamp) + 1))[:PAGE]
     return b'\0' * PAGE
 
@@ -58,7 +70,7 @@ def fill(mib, pattern='same'):
                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
     area.madvise(mmap.MADV_MERGEABLE)
     pages = size // PAGE
-    if pattern == 'unique':
+    if pattern in ('unique', 'paired'):
         for index in range(pages):
             area[index * PAGE:(index + 1) * PAGE] = _page(pattern, index)
     else:
@@ -121,19 +133,21 @@ def wait_for_sharing(min_pages_sharing=1, timeout=120, pid=None, interval=0.2, k
 class MergeableWorkload:
     """Context manager: a child process holding `mib` MiB of mergeable memory (`.pid`)."""
 
-    def __init__(self, mib=64, pattern='same', python=None, start_timeout=120):
+    def __init__(self, mib=64, pattern='same', python=None, start_timeout=120, churn=0):
         if pattern not in PATTERNS:
             raise ValueError('pattern must be one of %s' % ', '.join(PATTERNS))
         self.mib = mib
         self.pattern = pattern
+        self.churn = churn
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         self.process = None
         self.pid = None
 
     def start(self):
-        command = [self.python, os.path.abspath(__file__), '--mib', str(self.mib), '--pattern', self.pattern,
-                   '--until-eof']
+        command = [self.python, os.path.abspath(__file__), '--mib', str(self.mib), '--pattern', self.pattern]
+        # A churning child is busy writing, so it is stopped by SIGTERM; the others end at end of input.
+        command += ['--churn', str(self.churn)] if self.churn else ['--until-eof']
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         line = self.process.stdout.readline().decode('ascii', 'replace')
         if not line.startswith(READY):
@@ -154,6 +168,8 @@ class MergeableWorkload:
         try:
             if self.process.poll() is None:
                 try:
+                    if self.churn:
+                        self.process.terminate()
                     self.process.stdin.close()   # the child exits at end of input
                     self.process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
@@ -173,6 +189,26 @@ class MergeableWorkload:
         return False
 
 
+def churn(area, pattern, pages_per_second, until=None):
+    """Rewrite pages_per_second pages a second (see the module's docstring) until time.time() >= until."""
+    pages = len(area) // PAGE
+    step = 0.05                                   # rewrite in small batches, 20 a second
+    batch = max(1, int(round(pages_per_second * step)))
+    index, serial = 0, 0
+    while until is None or time.time() < until:
+        started = time.time()
+        for dummy in range(batch):
+            if index % 2:
+                serial += 1
+                stamp = ('churn:%d:%d:' % (os.getpid(), serial)).encode('ascii')
+                content = (stamp * (PAGE // len(stamp) + 1))[:PAGE]
+            else:
+                content = _page(pattern, index)
+            area[index * PAGE:(index + 1) * PAGE] = content
+            index = (index + 1) % pages
+        time.sleep(max(0.0, step - (time.time() - started)))
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(0)
 
@@ -184,6 +220,8 @@ def main(argv=None):
     parser.add_argument('--seconds', type=float, default=None, help='exit after this long (default: never)')
     parser.add_argument('--until-eof', action='store_true', help='exit at end of standard input')
     parser.add_argument('--pidfile', help='write the process id here once the memory is filled')
+    parser.add_argument('--churn', type=int, default=0, metavar='PAGES_PER_S',
+                        help='once ready, rewrite this many pages a second (half unique, half the pattern again)')
     options = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -196,7 +234,10 @@ def main(argv=None):
     sys.stdout.write('%s pid=%d mib=%d pattern=%s\n' % (READY, os.getpid(), options.mib, options.pattern))
     sys.stdout.flush()
     try:
-        if options.until_eof:
+        if options.churn > 0:
+            churn(area, options.pattern, options.churn,
+                  None if options.seconds is None else time.time() + options.seconds)
+        elif options.until_eof:
             while sys.stdin.buffer.read(4096):
                 continue
         elif options.seconds is None:
