@@ -9,19 +9,22 @@ Everything the modules need to know about the kernel lives here: the catalogue o
 what a write does), how values read and how they must be written, the order writes must take, how
 errno values translate into messages, and what an unmerge (``run=2``) costs in memory.
 
-Private to samepage.ksm (leading underscore): no stable API for anybody else. Standard library only,
-and no Ansible imports, so that it runs on every target Python the supported ansible-core versions
+Every writer of KSM state (ksm_sysfs, ksm_unmerge, the tuner) reads, plans and writes inside
+host_lock(), so concurrent runs on one host end in the state of some serial order of them.
+
+Private to samepage.ksm (leading underscore): no stable API for anybody else. Standard library only
+(and the collection's _errors), no Ansible imports, so that it runs on every target Python the supported ansible-core versions
 allow (3.8 and newer) and can be tested on its own against a fake kernel.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
+import contextlib
 import errno
+import fcntl
 import os
 import re
 import time
+
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
 
 KSM_DIR = '/sys/kernel/mm/ksm'
 PROC_DIR = '/proc'
@@ -148,13 +151,8 @@ COMPETING_MANAGERS = {
 }
 
 
-class KsmError(Exception):
-    """A failure the modules report as it is: the message names the knob, the value and the reason."""
-
-    def __init__(self, msg, **details):
-        super(KsmError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
+class KsmError(SamepageError):
+    """A failure of the kernel layer: the message names the knob, the value and the reason."""
 
 
 class KsmUnavailable(KsmError):
@@ -258,6 +256,98 @@ class SysfsIO:
             os.close(fd)
 
 
+# ---------------------------------------------------------------------------------------------------
+# The host lock: one writer of KSM state at a time
+
+# /run/lock is the FHS place for lock files (tmpfs: gone at reboot, so no stale file survives a boot).
+LOCK_PATH = '/run/lock/samepage-ksm.lock'
+# How long a writer waits for another one by default (seconds). An unmerge of a large host takes a few
+# seconds (about 0.5 s per GiB merged), a boot-unit commit less: a minute covers both with room to spare.
+LOCK_TIMEOUT = 60
+LOCK_POLL = 0.1
+
+
+class KsmLockTimeout(KsmError):
+    """The host lock stayed held by another writer for the whole bounded wait."""
+
+
+def lock_holder(path=None):
+    """What the holder of the host lock wrote into it ("pid=.. program=.. since=.."), or '' if unknown."""
+    try:
+        with open(path or LOCK_PATH, 'rb') as handle:
+            text = handle.read(512).decode('utf-8', 'replace').strip()
+    except (OSError, ValueError):
+        return ''
+    return ' '.join(text.split())   # one line, whatever was written
+
+
+def _open_lock(path):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, 0o755)
+        except OSError as err:
+            if not os.path.isdir(directory):
+                raise KsmError('Cannot create %s for the host lock of KSM writers: %s' % (directory, err))
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644), True
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise KsmError('Cannot open the host lock %s: %s' % (path, err))
+    try:
+        # Not ours to write (another user created it): the lock works, the holder is not recorded.
+        return os.open(path, os.O_RDONLY), False
+    except OSError as err:
+        raise KsmError('Cannot open the host lock %s: %s' % (path, err))
+
+
+@contextlib.contextmanager
+def host_lock(timeout=LOCK_TIMEOUT, who='samepage.ksm', path=None):
+    """Hold the host-wide lock of KSM writers (flock on LOCK_PATH) for the body of a with statement.
+
+    Waits at most timeout seconds for another holder, then raises KsmLockTimeout naming it (its pid,
+    program and since when, as it wrote them into the lock file). who names the holder for others
+    (e.g. 'samepage.ksm.ksm_sysfs'). The kernel releases the lock when the holder's process ends,
+    however it ends: a crashed writer never leaves the host locked.
+    """
+    path = path or LOCK_PATH
+    fd, writable = _open_lock(path)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise KsmError('Cannot take the host lock %s: %s' % (path, err))
+            if time.time() >= deadline:
+                holder = lock_holder(path) or 'a process that did not record itself'
+                raise KsmLockTimeout(
+                    'Another writer of KSM settings holds the host lock %s (%s) and did not release it within '
+                    '%s s; nothing was read or changed. Let it finish and run again, or raise lock_timeout.'
+                    % (path, holder, timeout), holder=holder)
+            time.sleep(LOCK_POLL)
+        if writable:
+            record = 'pid=%d program=%s since=%s\n' % (
+                os.getpid(), who, time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+            os.ftruncate(fd, 0)
+            os.write(fd, record.encode('utf-8', 'replace'))
+        try:
+            yield
+        finally:
+            if writable:
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)   # releases the flock
+
+
+@contextlib.contextmanager
+def no_lock():
+    """A stand-in for host_lock() where none is needed (check mode reads only)."""
+    yield
+
+
 def _explain(name, value, err, state):
     """Turn an OSError from a write into the reason an operator needs."""
     code = err.errno
@@ -304,6 +394,9 @@ class Ksm:
 
     def __init__(self, io=None):
         self.io = io if io is not None else SysfsIO()
+        # Every write the kernel accepted, in order ([(name, value)]): what really happened, for the
+        # result of a task that fails half way (undo writes included).
+        self.journal = []
 
     # -- reading --------------------------------------------------------------------------------
     def available(self):
@@ -397,10 +490,11 @@ class Ksm:
                            % (name, encode(name, value), self.io.root, name), knob=name, value=value)
         try:
             self.io.write(name, encode(name, value))
-        except (IOError, OSError) as err:
+        except OSError as err:
             raise KsmError('Cannot set %s=%s: %s' % (name, encode(name, value),
                                                      _explain(name, value, err, state or {})),
                            knob=name, value=value, errno=err.errno)
+        self.journal.append((name, value))
 
     def apply(self, writes, state):
         """Perform writes in order. If one fails, put back what the earlier ones changed, and raise.
@@ -539,9 +633,22 @@ def read_meminfo(path=None):
     return info
 
 
+# A margin: a number (ASCII digits, an optional fraction) and an optional unit, blanks around them
+# allowed; no line breaks, no unicode digits. fullmatch: `$` would also match before a final newline.
+_MARGIN_RE = re.compile(r'[ \t]*([0-9]{1,15}(?:\.[0-9]{1,6})?)[ \t]*(%|(?:[kKmMgGtT]i?)?[bB]?)[ \t]*')
+# The largest margin in bytes (8 EiB): beyond any memory, and safe for every sum made with it.
+MARGIN_MAX = 2 ** 63 - 1
+
+
 def parse_margin(text, mem_total):
-    """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0")."""
-    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|(?:[kKmMgGtT]i?)?[bB]?)\s*$', str(text))
+    """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0").
+
+    Returns bytes; raises KsmError naming the option memory_margin for anything else (other types,
+    unicode digits, line breaks, more than 15 digits, more than MARGIN_MAX bytes).
+    """
+    match = None
+    if isinstance(text, (str, int)) and not isinstance(text, bool):
+        match = _MARGIN_RE.fullmatch(str(text))
     if not match:
         raise KsmError('Invalid memory margin %r (option memory_margin): expected a percentage of total memory '
                        'such as "5%%" or a size such as "512M" or "2G"' % (text,), option='memory_margin')
@@ -554,7 +661,11 @@ def parse_margin(text, mem_total):
         return int(mem_total * number / 100)
     letter = unit[:1].lower()
     scale = {'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}.get(letter, 1)
-    return int(number * scale)
+    margin = int(number * scale)
+    if margin > MARGIN_MAX:
+        raise KsmError('Invalid memory margin %r (option memory_margin): more than %s' % (text, human_bytes(MARGIN_MAX)),
+                       option='memory_margin')
+    return margin
 
 
 def unmerge_budget(meminfo, margin_bytes):

@@ -9,8 +9,8 @@ Commands are argument lists run with LC_ALL=C (never shell strings) through a ``
 with AnsibleModule.run_command's signature, so tests can hand in a fake that follows systemd's real
 behaviour. The state of several units is read with ONE ``systemctl show`` call.
 
-Private to samepage.ksm (leading underscore). Standard library only (plus the collection's _ksm for
-the shared exception type), Python 3.8+ syntax.
+Private to samepage.ksm (leading underscore). Standard library only (plus the collection's _errors for
+the neutral base of its exception), Python 3.8+ syntax.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +19,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
 
 # sd_booted(3): systemd is PID 1 exactly when this directory exists.
 RUNTIME_DIR = '/run/systemd/system'
@@ -59,7 +59,7 @@ RUNNING_STATES = frozenset(('active', 'activating', 'reloading'))
 ENVIRONMENT = {'LC_ALL': 'C', 'SYSTEMD_PAGER': '', 'SYSTEMD_COLORS': '0'}
 
 
-class SystemdError(KsmError):
+class SystemdError(SamepageError):
     """systemctl failed, or systemd is not there to ask."""
 
 

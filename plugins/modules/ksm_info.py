@@ -255,6 +255,7 @@ competing_managers:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 
 
@@ -317,10 +318,10 @@ def main():
         if limit:
             result['processes'] = _ksm.process_savings(limit=limit, page_bytes=page_bytes)
         result['competing_managers'] = _ksm.competing_managers(_ksm.WRITE_ORDER)
-    except _ksm.KsmError as err:
-        module.fail_json(msg=err.msg, **result)
-    except (IOError, OSError) as err:
-        module.fail_json(msg='Cannot read the KSM state: %s' % err, **result)
+    except _errors.SamepageError as err:
+        _errors.fail(module, err, result)
+    except OSError as err:
+        _errors.fail(module, _ksm.KsmError('Cannot read the KSM state: %s' % err), result)
     module.exit_json(**result)
 
 

@@ -272,7 +272,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units as units_mod
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
@@ -584,7 +584,7 @@ class KsmService:
             if self.actions and not self.check_mode:
                 try:
                     self.model = self._read()
-                except KsmError:
+                except SamepageError:
                     pass
             result['units'] = self.units_report()
         return result
@@ -605,11 +605,8 @@ def main():
     service = KsmService(module)
     try:
         result = service.run()
-    except KsmError as err:
-        details = service.failure()
-        if not details.get('package') and err.details.get('package'):
-            details['package'] = err.details['package']
-        module.fail_json(msg=err.msg, **details)
+    except SamepageError as err:
+        fail(module, err, service.failure())
     module.exit_json(**result)
 
 

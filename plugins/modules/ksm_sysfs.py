@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_sysfs
 short_description: Set the Kernel Same-page Merging (KSM) knobs of /sys/kernel/mm/ksm, optionally for every boot
@@ -151,6 +147,7 @@ options:
 extends_documentation_fragment:
   - samepage.ksm._ksm.attributes
   - samepage.ksm._ksm.memory_check
+  - samepage.ksm._ksm.host_lock
 attributes:
   check_mode:
     support: full
@@ -388,37 +385,50 @@ diff:
 import errno
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
-INT_KNOBS = ('pages_to_scan', 'sleep_millisecs', 'max_page_sharing', 'stable_node_chains_prune_millisecs',
-             'advisor_max_cpu', 'advisor_min_pages_to_scan', 'advisor_max_pages_to_scan', 'advisor_target_scan_time')
-BOOL_KNOBS = ('use_zero_pages', 'smart_scan')
-# Details of a KsmError worth handing back with the failure.
-ERROR_DETAILS = ('knob', 'value', 'errno', 'needed_bytes', 'budget_bytes', 'option')
+# Knobs whose option is not the kernel value: run is a bool (0/1; 2 is ksm_unmerge's business) and
+# merge_across_nodes a NUMA policy (auto/always/never).
+POLICY_OPTIONS = {
+    'run': dict(type='bool'),
+    'merge_across_nodes': dict(type='str', choices=['auto', 'always', 'never']),
+}
+OPTION_TYPES = {_ksm.UINT: 'int', _ksm.ULONG: 'int', _ksm.INT: 'int', _ksm.BOOL: 'bool', _ksm.CHOICE: 'str'}
+
+
+def knob_options():
+    """One option per writable knob of the catalogue, typed after it (the kernel's range is checked by
+    _ksm.validate, which names the knob)."""
+    spec = {}
+    for knob in _ksm.WRITABLE_KNOBS:
+        if knob.name in POLICY_OPTIONS:
+            spec[knob.name] = dict(POLICY_OPTIONS[knob.name])
+            continue
+        spec[knob.name] = dict(type=OPTION_TYPES[knob.kind])
+        if knob.kind == _ksm.CHOICE:
+            spec[knob.name]['choices'] = list(knob.choices)
+    return spec
 
 
 def argument_spec():
-    spec = dict(
-        run=dict(type='bool'),
-        advisor_mode=dict(type='str', choices=['none', 'scan-time']),
-        merge_across_nodes=dict(type='str', choices=['auto', 'always', 'never']),
+    spec = knob_options()
+    spec.update(
         unmerge_if_busy=dict(type='bool', default=False),
-        memory_margin=dict(type='str', default='5%'),
         skip_missing=dict(type='bool', default=False),
         persist=dict(type='bool', default=False),
         persist_mode=dict(type='str', choices=list(_ksm_boot.MODES), default='merge'),
     )
-    for name in INT_KNOBS:
-        spec[name] = dict(type='int')
-    for name in BOOL_KNOBS:
-        spec[name] = dict(type='bool')
+    spec.update(_options.memory_check())
+    spec.update(_options.host_lock())
     return spec
 
 
 def knobs_of(state):
     """The writable knobs of a read_state() result."""
-    return dict((name, state[name]) for name in _ksm.WRITE_ORDER if name in state)
+    return {name: state[name] for name in _ksm.WRITE_ORDER if name in state}
 
 
 def as_list(writes):
@@ -450,14 +460,15 @@ class SysfsTask:
         self.params = module.params
         self.ksm = _ksm.Ksm()
         self.result = dict(changed=False, writes=[], skipped_knobs=[])
+        self.boot_committed = False
 
     # -- what is asked ------------------------------------------------------------------------------
     def wanted(self, state, nodes):
         """The task's knobs as kernel values ({name: value}), validated by Ksm.plan later."""
         params = self.params
         wanted = {}
-        for name in INT_KNOBS + BOOL_KNOBS + ('advisor_mode',):
-            if params[name] is not None:
+        for name in _ksm.WRITE_ORDER:
+            if name not in POLICY_OPTIONS and params[name] is not None:
                 wanted[name] = params[name]
         if params['run'] is not None:
             wanted['run'] = 1 if params['run'] else 0
@@ -474,8 +485,6 @@ class SysfsTask:
     def run(self):
         params = self.params
         result = self.result
-        _ksm.parse_margin(params['memory_margin'], 0)   # its syntax, before anything else
-
         state = self.ksm.read_state()
         nodes = _ksm.numa_nodes_with_memory()
         before = knobs_of(state)
@@ -549,6 +558,7 @@ class SysfsTask:
                 raise
             result['writes'] = as_list(writes)
             if boot_plan is not None and boot_plan.commit(self.module.atomic_move):
+                self.boot_committed = True
                 self.daemon_reload()
             after = knobs_of(self.ksm.read_state()) if writes else before
         result['after'] = after
@@ -667,6 +677,26 @@ class SysfsTask:
                                 % (rc, (err or out).strip()))
 
     # -- reporting ----------------------------------------------------------------------------------
+    def partial(self):
+        """The result of a task that failed: what it found, the writes the kernel accepted (undo writes
+        included), the knobs read back, and changed only if the host really is different now."""
+        result = dict(self.result)
+        journal = self.ksm.journal
+        result['writes'] = as_list(journal)
+        unmerged = ('run', 2) in journal
+        if not unmerged:
+            result.pop('unmerged', None)
+        result.pop('after', None)
+        changed = unmerged or self.boot_committed
+        if 'before' in result:
+            try:
+                result['after'] = knobs_of(self.ksm.read_state())
+                changed = changed or result['after'] != result['before']
+            except _errors.SamepageError:
+                changed = changed or bool(journal)   # cannot look: what was written counts
+        result['changed'] = changed
+        return result
+
     def message(self, writes, boot_changed, persisted):
         verb = 'Would set' if self.module.check_mode else 'Set'
         parts = []
@@ -694,10 +724,11 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     task = SysfsTask(module)
     try:
-        result = task.run()
-    except _ksm.KsmError as err:
-        details = dict((key, err.details[key]) for key in ERROR_DETAILS if key in err.details)
-        module.fail_json(msg=err.msg, **details)
+        _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
+        with _options.writer_lock(module, 'ksm_sysfs'):
+            result = task.run()
+    except _errors.SamepageError as err:
+        _errors.fail(module, err, task.partial())
     module.exit_json(**result)
 
 
