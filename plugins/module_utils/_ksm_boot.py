@@ -40,8 +40,9 @@ MODES = ('merge', 'replace')
 BEFORE = ('sysinit.target', 'ksm.service', 'ksmtuned.service', 'qemu-kvm.service', 'libvirtd.service',
           'virtqemud.service', 'shutdown.target')
 
-_EXEC_RE = re.compile(r"^ExecStart=/bin/sh -c 'echo ([A-Za-z0-9-]+) > (?P<dir>/\S+)/([a-z_]+)'$")
-_SAFE_VALUE_RE = re.compile(r'^[A-Za-z0-9-]+$')
+# Matched with fullmatch: `$` would also accept a final newline.
+_EXEC_RE = re.compile(r"ExecStart=/bin/sh -c 'echo ([A-Za-z0-9-]+) > (?P<dir>/\S+)/([a-z_]+)'")
+_SAFE_VALUE_RE = re.compile(r'[A-Za-z0-9-]+')
 
 
 class BootConfigError(_ksm.KsmError):
@@ -86,7 +87,7 @@ def render(knobs, ksm_dir=None):
         if name not in knobs:
             continue
         value = _ksm.encode(name, _ksm.validate(name, knobs[name]))
-        if not _SAFE_VALUE_RE.match(value):   # pragma: no cover - validate() admits nothing else
+        if not _SAFE_VALUE_RE.fullmatch(value):   # pragma: no cover - validate() admits nothing else
             raise BootConfigError('Refusing to render %s=%r into a boot unit' % (name, value), knob=name)
         lines.append(_systemd_escape("ExecStart=/bin/sh -c 'echo %s > %s/%s'" % (value, ksm_dir, name)))
     lines += ['', '[Install]', 'WantedBy=%s' % WANTED_BY, '']
@@ -98,7 +99,7 @@ def parse(text):
     (a hand-edited file then renders differently and is rewritten)."""
     knobs = {}
     for line in text.splitlines():
-        match = _EXEC_RE.match(line.strip())
+        match = _EXEC_RE.fullmatch(line.strip())
         if not match:
             continue
         value, name = match.group(1), match.group(3)

@@ -9,10 +9,21 @@ Each function here has a doc fragment of the same name in plugins/doc_fragments/
 HOST_LOCK): a module that takes the options extends its argument_spec with the function and its
 DOCUMENTATION with the fragment, so the two never drift apart.
 
-Private to samepage.ksm. Standard library only.
+new_module() builds the AnsibleModule of every samepage.ksm module: it refuses, naming the option,
+the values ansible-core's own int conversion cannot take without a traceback or an enormous number.
+
+Private to samepage.ksm. Standard library and ansible.module_utils only.
 """
 
+import decimal
+
+from ansible.module_utils import basic
+
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+
+# The largest magnitude an int option may be written with (10^30): beyond every range the options have
+# (the widest, the kernel's unsigned long, ends below 2*10^19), and small enough to convert at once.
+INT_OPTION_DIGITS = 30
 
 # The longest wait for the host lock an option may ask for (seconds): an hour is already beyond any
 # real unmerge; larger values are far more likely a typo than an intention.
@@ -43,6 +54,41 @@ def writer_lock(module, program):
     A check-mode run predicts from one reading and changes nothing, so it cannot lose anybody's update;
     taking the lock would only make it wait behind real runs.
     """
+    timeout = lock_timeout(module.params['lock_timeout'])   # checked in check mode too
     if module.check_mode:
         return _ksm.no_lock()
-    return _ksm.host_lock(timeout=lock_timeout(module.params['lock_timeout']), who='samepage.ksm.%s' % program)
+    return _ksm.host_lock(timeout=timeout, who='samepage.ksm.%s' % program)
+
+
+def _beyond_int(value):
+    """Whether ansible-core's int conversion (Decimal, then int()) would raise OverflowError (an infinity)
+    or build an enormous number ('1e999999999') from value, instead of refusing it cleanly."""
+    if isinstance(value, bool) or isinstance(value, int) or not isinstance(value, (str, float)):
+        return False
+    try:
+        number = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+    except (decimal.DecimalException, ValueError):
+        return False      # not a number at all: ansible-core refuses it cleanly
+    if number.is_nan():
+        return False
+    return number.is_infinite() or number.adjusted() >= INT_OPTION_DIGITS
+
+
+def new_module(argument_spec, module_class=None, **kwargs):
+    """AnsibleModule(argument_spec=argument_spec, **kwargs), but an int option given an infinity or a
+    number of more than INT_OPTION_DIGITS digits fails naming the option instead of a traceback
+    (ansible-core raises OverflowError for 'inf') or a conversion that never ends."""
+    module_class = module_class or basic.AnsibleModule
+    params = basic._load_params()
+    bad = sorted(name for name, option in argument_spec.items()
+                 if option.get('type') == 'int' and _beyond_int(params.get(name)))
+    if not bad:
+        return module_class(argument_spec=argument_spec, **kwargs)
+    spec = dict(argument_spec)
+    for name in bad:
+        spec[name] = dict(spec[name], type='raw')
+    module = module_class(argument_spec=spec, **kwargs)
+    module.fail_json(msg='; '.join(
+        'Invalid value %r for %s: expected an integer (infinities and numbers of %d digits or more are '
+        'beyond every range it has)' % (params.get(name), name, INT_OPTION_DIGITS + 1) for name in bad),
+        option=bad[0])

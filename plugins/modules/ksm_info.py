@@ -253,10 +253,10 @@ competing_managers:
     ksmtuned: [run, pages_to_scan, sleep_millisecs]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 
 def split_state(state):
@@ -280,13 +280,12 @@ def savings(state, page_bytes):
     return result
 
 
+def argument_spec():
+    return dict(max_processes=dict(type='int', default=10))
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            max_processes=dict(type='int', default=10),
-        ),
-        supports_check_mode=True,
-    )
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     limit = module.params['max_processes']
     if limit < 0:
         module.fail_json(msg='Invalid value %d for max_processes: expected 0 (no process scan) or more' % limit)

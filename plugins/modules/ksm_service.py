@@ -270,10 +270,10 @@ diff:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units as units_mod
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
 STARTING_STATES = ('started', 'restarted', 'retuned')
@@ -590,15 +590,19 @@ class KsmService:
         return result
 
 
+def argument_spec():
+    return dict(
+        name=dict(type='str', required=True, choices=['ksm', 'ksmtuned']),
+        state=dict(type='str', choices=['started', 'stopped', 'restarted', 'retuned']),
+        enabled=dict(type='bool'),
+        unmask=dict(type='bool', default=False),
+        must_exist=dict(type='bool', default=True),
+    )
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type='str', required=True, choices=['ksm', 'ksmtuned']),
-            state=dict(type='str', choices=['started', 'stopped', 'restarted', 'retuned']),
-            enabled=dict(type='bool'),
-            unmask=dict(type='bool', default=False),
-            must_exist=dict(type='bool', default=True),
-        ),
+    module = _options.new_module(
+        argument_spec(),
         required_one_of=[('state', 'enabled')],
         supports_check_mode=True,
     )

@@ -384,7 +384,6 @@ diff:
 
 import errno
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
@@ -721,7 +720,7 @@ class SysfsTask:
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     task = SysfsTask(module)
     try:
         _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else

@@ -189,7 +189,6 @@ diff:
     after: {run: 2, pages_shared: 0, pages_sharing: 0, ksm_zero_pages: 0}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
@@ -231,7 +230,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     ksmd = module.params['ksmd']
     wanted_run = RUN_FOR[ksmd]
     result = dict(changed=False, pages_unmerged=0, bytes_unmerged=0, duration=0.0)
