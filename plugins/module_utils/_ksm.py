@@ -462,6 +462,14 @@ class Ksm:
             self._predict(predicted, name, wanted[name])
         return writes, missing
 
+    @classmethod
+    def predict(cls, state, writes):
+        """The state after writes ([(name, value)]), with the kernel's side effects of each write."""
+        predicted = dict(state)
+        for name, value in writes:
+            cls._predict(predicted, name, value)
+        return predicted
+
     @staticmethod
     def _predict(predicted, name, value):
         """The kernel's side effects of one write, so later comparisons see what will really be there."""
@@ -594,6 +602,124 @@ class Ksm:
                                         if name in after))
 
 
+    # -- a whole change: plan, then execute -----------------------------------------------------
+    def plan_change(self, state, wanted, skip_missing=False, unmerge_if_busy=False, margin=None):
+        """The ChangePlan that turns state into wanted ({knob: kernel value}).
+
+        Knobs the kernel refuses to change while pages are shared (EBUSY) make the plan unmerge first
+        when unmerge_if_busy, after the memory check against margin (the memory_margin option); without
+        it the plan is refused. Raises KsmError, before anything is written, for every request the
+        kernel would refuse and for an unmerge that does not fit in memory.
+        """
+        writes, missing = self.plan(state, wanted, skip_missing=skip_missing)
+        applied = {name: value for name, value in wanted.items() if name not in missing}
+        plan = ChangePlan(state, applied, missing, writes, unmerge_if_busy, margin)
+        plan.busy = self.blocked_by_sharing(state, writes)
+        if plan.busy:
+            if not unmerge_if_busy:
+                raise KsmError(busy_message(state, writes, plan.busy), knob=plan.busy[0])
+            plan.unmerge = True
+            plan.budget = plan.check_memory(state)
+            sequence = unmerge_writes(state)
+            plan.writes = sequence + self._writes_after_unmerge(self.predict(state, sequence), applied,
+                                                                plan.run_after)
+        plan.predicted = self.predict(state, plan.writes)
+        return plan
+
+    def execute(self, plan):
+        """Make the planned change. Returns the writes made ([(name, value)]); plan.unmerged gets the
+        unmerge's figures when there was one.
+
+        Plain writes go through apply() (undone on failure). EBUSY with nothing shared means stale
+        stable nodes: with unmerge_if_busy the change is made again around an unmerge. Around an
+        unmerge: run=2, the knobs, run put back; one more unmerge and retry on EBUSY; on failure run is
+        put back as it was and the message says so. Raises KsmError with what was left.
+        """
+        if plan.unmerge:
+            return self._execute_with_unmerge(plan, plan.state)
+        if not plan.writes:
+            return []
+        try:
+            self.apply(plan.writes, plan.state)
+            return list(plan.writes)
+        except KsmError as err:
+            if err.details.get('errno') != errno.EBUSY or not plan.unmerge_if_busy:
+                raise
+        # apply() has undone what it wrote; the unmerge clears what holds the knob.
+        current = self.read_state()
+        plan.check_memory(current)
+        return self._execute_with_unmerge(plan, current)
+
+    def _writes_after_unmerge(self, current, applied, run_after):
+        """Writes after an unmerge: the knobs, then run put back exactly (a live 2 satisfies 0 for plan())."""
+        wanted = dict(applied)
+        wanted['run'] = run_after
+        writes, dummy = self.plan(current, wanted)
+        if current.get('run') != run_after and not any(name == 'run' for name, dummy in writes):
+            writes.append(('run', run_after))
+        return writes
+
+    def _execute_with_unmerge(self, plan, state):
+        done = []
+        figures = unmerged_figures(state, 0.0)
+        try:
+            current = state
+            for attempt in (1, 2):
+                sequence = unmerge_writes(current)
+                seconds, current = self.unmerge_verified(current)
+                done.extend(sequence)
+                figures['duration'] += seconds
+                writes = self._writes_after_unmerge(current, plan.applied, plan.run_after)
+                try:
+                    self.apply(writes, current)
+                except KsmError as err:
+                    if err.details.get('errno') != errno.EBUSY or attempt == 2:
+                        raise
+                    # Stale stable nodes (exited processes) can hold the knob after the unmerge; another
+                    # unmerge (run 0 then 2) removes them.
+                    current = self.read_state()
+                    continue
+                done.extend(writes)
+                break
+        except KsmError as err:
+            raise KsmError(err.msg + self._restore_run(state), **err.details)
+        figures['duration'] = round(figures['duration'], 3)
+        plan.unmerged = figures
+        return done
+
+    def _restore_run(self, state):
+        """After a failure past the unmerge: put run back as it was; the sentence saying so."""
+        previous = state.get('run')
+        try:
+            current = self.read_state()
+            if current.get('run') != previous:
+                self.write('run', previous, current)
+        except KsmError as err:
+            return ' KSM had been unmerged for the change; run could not be put back to %s: %s' % (previous, err.msg)
+        return ' KSM had been unmerged for the change (run=2); run was put back to %s.' % previous
+
+    def plan_unmerge(self, state, wanted_run):
+        """The ChangePlan of ksm_unmerge: everything unmerged, ksmd left at wanted_run (2 stopped, 1 running).
+
+        An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
+        scan metadata; with nothing shared it costs nothing). run=0 with nothing shared is "stopped,
+        nothing merged" as much as run=2 is.
+        """
+        shared = sharing_left(state)
+        live_run = state.get('run')
+        plan = ChangePlan(state, {'run': wanted_run}, [], [], False, None)
+        plan.run_after = wanted_run
+        in_place = same('run', live_run, wanted_run) or (wanted_run == 2 and live_run == 0)
+        if not shared and in_place:
+            plan.run_after = live_run
+            plan.predicted = dict(state)
+            return plan
+        plan.unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
+        plan.writes = (unmerge_writes(state) if plan.unmerge else []) + ([('run', 1)] if wanted_run == 1 else [])
+        plan.predicted = self.predict(state, plan.writes)
+        return plan
+
+
 # Counters that must all read 0 once everything is unmerged.
 SHARING_COUNTERS = ('pages_shared', 'pages_sharing', 'ksm_zero_pages')
 
@@ -601,6 +727,82 @@ SHARING_COUNTERS = ('pages_shared', 'pages_sharing', 'ksm_zero_pages')
 def sharing_left(state):
     """[(counter, value)] of the sharing counters that are not 0: empty when nothing is merged."""
     return [(name, state[name]) for name in SHARING_COUNTERS if state.get(name)]
+
+
+class ChangePlan:
+    """One change of KSM state, decided from one reading before anything is written (Ksm.plan_change,
+    Ksm.plan_unmerge), reported in check mode or made by Ksm.execute.
+
+    state       the reading the plan was made from
+    applied     {knob: kernel value} asked for and present on this kernel
+    missing     knobs asked for that this kernel lacks (skipped with skip_missing)
+    writes      [(knob, value)] in the kernel's order; an unmerge (run=2, preceded by run=0 when run
+                reads 2) comes first when needed, and run is put back after the knobs
+    unmerge     whether the change unmerges every page first
+    busy        the knobs that need that unmerge (EBUSY while pages are shared)
+    run_after   the run the change ends with
+    predicted   the state after the writes, with the kernel's side effects
+    budget      (needed bytes, bytes the unmerge may use): the memory check's verdict, when it unmerges
+    unmerged    after execute(): {pages, bytes, duration} of the unmerge it made, if any
+    """
+
+    def __init__(self, state, applied, missing, writes, unmerge_if_busy, margin):
+        self.state = state
+        self.applied = applied
+        self.missing = missing
+        self.writes = list(writes)
+        self.unmerge_if_busy = unmerge_if_busy
+        self.margin = margin
+        self.unmerge = False
+        self.busy = []
+        self.run_after = applied['run'] if 'run' in applied else state.get('run')
+        self.predicted = dict(state)
+        self.budget = None
+        self.unmerged = None
+
+    @property
+    def changed(self):
+        return bool(self.writes)
+
+    def unmerge_figures(self):
+        """{pages, bytes, duration: None} the planned unmerge would release (check mode)."""
+        return unmerged_figures(self.state, None)
+
+    def check_memory(self, state):
+        """The memory check an unmerge for unmerge_if_busy needs: (needed, budget), or KsmError with both."""
+        budget = UnmergeBudget(self.margin if self.margin is not None else '5%')
+        try:
+            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
+                                              'less is shared')
+        except KsmError as err:
+            raise KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
+
+
+def unmerge_writes(state):
+    """The writes Ksm.unmerge makes: run=2, preceded by run=0 when run already reads 2."""
+    return ([('run', 0)] if state.get('run') == 2 else []) + [('run', 2)]
+
+
+def busy_message(state, writes, busy):
+    """Why a change of merge_across_nodes/max_page_sharing is refused while pages are shared, and the ways out."""
+    changes = ', '.join('%s (%s -> %s)' % (name, encode(name, state.get(name)), encode(name, value))
+                        for name, value in writes if name in busy)
+    return ('Cannot change %s while KSM pages are shared (pages_shared=%s, pages_sharing=%s): the kernel refuses '
+            'to change merge_across_nodes and max_page_sharing (EBUSY) until every KSM page is unmerged. Nothing '
+            'was changed. Unmerge first with samepage.ksm.ksm_unmerge, or set unmerge_if_busy=true to let this '
+            'task unmerge (run=2; it needs about %s of memory), make the change and put run back.'
+            % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
+               human_bytes(unmerge_cost(state))))
+
+
+def unmerge_pages(state):
+    """Page mappings an unmerge gives a private copy: pages_sharing + ksm_zero_pages."""
+    return int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
+
+
+def unmerged_figures(state, duration):
+    """{pages, bytes, duration} of an unmerge of state (duration None when it has not run)."""
+    return dict(pages=unmerge_pages(state), bytes=unmerge_cost(state), duration=duration)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -612,8 +814,7 @@ def page_size():
 
 def unmerge_cost(state, page_bytes=None):
     """Bytes an unmerge allocates: a private copy for every sharing mapping and KSM zero-page mapping."""
-    pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
-    return pages * (page_bytes or page_size())
+    return unmerge_pages(state) * (page_bytes or page_size())
 
 
 def read_meminfo(path=None):

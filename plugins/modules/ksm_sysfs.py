@@ -382,8 +382,6 @@ diff:
       after: {pages_to_scan: 1000, run: 1}
 '''
 
-import errno
-
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
@@ -438,19 +436,6 @@ def describe_writes(writes):
     return ', '.join('%s=%s' % (name, _ksm.encode(name, value)) for name, value in writes)
 
 
-def predict(state, writes):
-    """The state after writes, with the kernel's side effects (advisor_mode resets pages_to_scan, ...)."""
-    predicted = dict(state)
-    for name, value in writes:
-        _ksm.Ksm._predict(predicted, name, value)
-    return predicted
-
-
-def unmerge_writes(state):
-    """The writes Ksm.unmerge makes: run=2, preceded by run=0 when run already reads 2."""
-    return ([('run', 0)] if state.get('run') == 2 else []) + [('run', 2)]
-
-
 class SysfsTask:
     """One run of the module: read, validate and plan everything, then write (unless in check mode)."""
 
@@ -490,25 +475,56 @@ class SysfsTask:
         result.update(before=before, numa_nodes=nodes)
 
         wanted = self.wanted(state, nodes)
-        writes, missing = self.ksm.plan(state, wanted, skip_missing=params['skip_missing'])
-        applied = dict((name, value) for name, value in wanted.items() if name not in missing)
-        if missing:
-            result['skipped_knobs'] = sorted(missing, key=_ksm.WRITE_ORDER.index)
+        plan = self.ksm.plan_change(state, wanted, skip_missing=params['skip_missing'],
+                                    unmerge_if_busy=params['unmerge_if_busy'], margin=params['memory_margin'])
+        applied = plan.applied
+        if plan.missing:
+            result['skipped_knobs'] = sorted(plan.missing, key=_ksm.WRITE_ORDER.index)
             self.module.warn('Skipped %s: not available on this kernel (%s), skip_missing=true'
                              % (', '.join(result['skipped_knobs']), _ksm.kernel_release()))
 
-        busy = self.ksm.blocked_by_sharing(state, writes)
-        unmerge = bool(busy)
-        if busy and not params['unmerge_if_busy']:
-            raise _ksm.KsmError(self.busy_message(state, writes, busy), knob=busy[0])
-        run_target = applied['run'] if 'run' in applied else state.get('run')
-        if unmerge:
-            self.check_memory(state)
-            sequence = unmerge_writes(state)
-            writes = sequence + self.plan_after_unmerge(predict(state, sequence), applied, run_target)
+        boot_plan, persisted = self.plan_boot(applied)
+        self.warn_competing_managers(applied)
 
+        boot_changed = boot_plan is not None and boot_plan.changed
+        result['changed'] = plan.changed or boot_changed
+        if self.module.check_mode:
+            writes = plan.writes
+            after = knobs_of(plan.predicted)
+            if plan.unmerge:
+                result['unmerged'] = plan.unmerge_figures()
+        else:
+            if boot_plan is not None:
+                boot_plan.stage()     # a read-only /etc fails here, before anything is written
+            try:
+                writes = self.ksm.execute(plan)
+            except _ksm.KsmError:
+                if boot_plan is not None:
+                    boot_plan.abandon()
+                raise
+            if plan.unmerged is not None:
+                result['unmerged'] = plan.unmerged
+            if boot_plan is not None and boot_plan.commit(self.module.atomic_move):
+                self.boot_committed = True
+                self.daemon_reload()
+            after = knobs_of(self.ksm.read_state()) if writes else before
+        result['writes'] = as_list(writes)
+        result['after'] = after
+        result['msg'] = self.message(writes, boot_changed, persisted)
+        if self.module._diff:
+            diff = [dict(before_header=self.ksm.io.root, after_header=self.ksm.io.root, before=before, after=after)]
+            if boot_plan is not None:
+                diff.extend(boot_plan.diff())
+            result['diff'] = diff
+        return result
+
+    # -- checks -------------------------------------------------------------------------------------
+    def plan_boot(self, applied):
+        """(BootPlan or None, the knobs the boot configuration will apply): persist=true plans the unit;
+        persist=false only reads it, to warn where it will change the live values back at the next boot."""
+        params = self.params
         boot = _ksm_boot.BootConfig()
-        result['boot_unit'] = boot.unit_path
+        self.result['boot_unit'] = boot.unit_path
         boot_plan = None
         try:
             persisted_before = boot.read()
@@ -525,70 +541,18 @@ class SysfsTask:
         else:
             persisted = persisted_before
             self.warn_boot_conflicts(persisted_before, applied, boot)
-        result['persisted'] = persisted
+        self.result['persisted'] = persisted
+        return boot_plan, persisted
 
+    def warn_competing_managers(self, applied):
         managers = _ksm.competing_managers(list(applied))
-        result['competing_managers'] = managers
+        self.result['competing_managers'] = managers
         for program in sorted(managers):
             self.module.warn(
                 '%s is running and rewrites %s every monitor interval (60 s by default): the values this task '
                 'set for them will be overwritten at its next interval. Stop it with samepage.ksm.ksm_service '
                 '(name=%s state=stopped enabled=false), or tune it with the samepage.ksm.ksmtuned role instead '
                 'of setting these knobs.' % (program, ', '.join(managers[program]), program))
-
-        boot_changed = boot_plan is not None and boot_plan.changed
-        result['changed'] = bool(writes) or boot_changed
-        if self.module.check_mode:
-            after = knobs_of(predict(state, writes))
-            result['writes'] = as_list(writes)
-            if unmerge:
-                result['unmerged'] = self.unmerged_figures(state, None)
-        else:
-            if boot_plan is not None:
-                boot_plan.stage()     # a read-only /etc fails here, before anything is written
-            try:
-                if unmerge:
-                    writes = self.apply_with_unmerge(state, applied, run_target)
-                elif writes:
-                    writes = self.apply(state, writes, applied, run_target)
-            except _ksm.KsmError:
-                if boot_plan is not None:
-                    boot_plan.abandon()
-                raise
-            result['writes'] = as_list(writes)
-            if boot_plan is not None and boot_plan.commit(self.module.atomic_move):
-                self.boot_committed = True
-                self.daemon_reload()
-            after = knobs_of(self.ksm.read_state()) if writes else before
-        result['after'] = after
-        result['msg'] = self.message(writes, boot_changed, persisted)
-        if self.module._diff:
-            diff = [dict(before_header=self.ksm.io.root, after_header=self.ksm.io.root, before=before, after=after)]
-            if boot_plan is not None:
-                diff.extend(boot_plan.diff())
-            result['diff'] = diff
-        return result
-
-    # -- checks -------------------------------------------------------------------------------------
-    @staticmethod
-    def busy_message(state, writes, busy):
-        changes = ', '.join('%s (%s -> %s)' % (name, _ksm.encode(name, state.get(name)), _ksm.encode(name, value))
-                            for name, value in writes if name in busy)
-        return ('Cannot change %s while KSM pages are shared (pages_shared=%s, pages_sharing=%s): the kernel refuses '
-                'to change merge_across_nodes and max_page_sharing (EBUSY) until every KSM page is unmerged. Nothing '
-                'was changed. Unmerge first with samepage.ksm.ksm_unmerge, or set unmerge_if_busy=true to let this '
-                'task unmerge (run=2; it needs about %s of memory), make the change and put run back.'
-                % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
-                   _ksm.human_bytes(_ksm.unmerge_cost(state))))
-
-    def check_memory(self, state):
-        """The memory check an unmerge needs (as samepage.ksm.ksm_unmerge makes it); raises with both figures."""
-        budget = _ksm.UnmergeBudget(self.params['memory_margin'])
-        try:
-            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
-                                              'less is shared')
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
 
     def warn_boot_conflicts(self, persisted, applied, boot):
         conflicts = ['%s=%s' % (name, _ksm.encode(name, persisted[name]))
@@ -599,73 +563,6 @@ class SysfsTask:
                              'at the next boot. Use persist=true to update it.' % (boot.unit_path, ', '.join(conflicts)))
 
     # -- writing ------------------------------------------------------------------------------------
-    def plan_after_unmerge(self, current, applied, run_target):
-        """Writes after an unmerge: the knobs, then run put back exactly (a live 2 satisfies 0 for plan())."""
-        wanted = dict(applied)
-        wanted['run'] = run_target
-        writes, dummy = self.ksm.plan(current, wanted)
-        if current.get('run') != run_target and not any(name == 'run' for name, dummy in writes):
-            writes.append(('run', run_target))
-        return writes
-
-    def apply(self, state, writes, applied, run_target):
-        """Plain writes. EBUSY with nothing shared means stale stable nodes: with unmerge_if_busy, unmerge."""
-        try:
-            self.ksm.apply(writes, state)
-            return writes
-        except _ksm.KsmError as err:
-            if err.details.get('errno') != errno.EBUSY or not self.params['unmerge_if_busy']:
-                raise
-        # Ksm.apply has undone what it wrote; the unmerge clears what holds the knob.
-        current = self.ksm.read_state()
-        self.check_memory(current)
-        return self.apply_with_unmerge(current, applied, run_target)
-
-    def apply_with_unmerge(self, state, applied, run_target):
-        """run=2, the knobs, run put back; one more unmerge and retry if the kernel still says EBUSY."""
-        done = []
-        figures = self.unmerged_figures(state, 0.0)
-        try:
-            current = state
-            for attempt in (1, 2):
-                sequence = unmerge_writes(current)
-                seconds, current = self.ksm.unmerge_verified(current)
-                done.extend(sequence)
-                figures['duration'] += seconds
-                writes = self.plan_after_unmerge(current, applied, run_target)
-                try:
-                    self.ksm.apply(writes, current)
-                except _ksm.KsmError as err:
-                    if err.details.get('errno') != errno.EBUSY or attempt == 2:
-                        raise
-                    # Stale stable nodes (exited processes) can hold the knob after the unmerge; another
-                    # unmerge (run 0 then 2) removes them.
-                    current = self.ksm.read_state()
-                    continue
-                done.extend(writes)
-                break
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError(err.msg + self.restore_run(state), **err.details)
-        figures['duration'] = round(figures['duration'], 3)
-        self.result['unmerged'] = figures
-        return done
-
-    def restore_run(self, state):
-        """After a failure past the unmerge: put run back as it was; the sentence saying so."""
-        previous = state.get('run')
-        try:
-            current = self.ksm.read_state()
-            if current.get('run') != previous:
-                self.ksm.write('run', previous, current)
-        except _ksm.KsmError as err:
-            return ' KSM had been unmerged for the change; run could not be put back to %s: %s' % (previous, err.msg)
-        return ' KSM had been unmerged for the change (run=2); run was put back to %s.' % previous
-
-    @staticmethod
-    def unmerged_figures(state, duration):
-        pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
-        return dict(pages=pages, bytes=_ksm.unmerge_cost(state), duration=duration)
-
     def daemon_reload(self):
         systemctl = self.module.get_bin_path('systemctl')
         if systemctl is None:

@@ -258,22 +258,18 @@ def run(module, ksm, ksmd, wanted_run, result):
         return
 
     state = ksm.read_state()
-    shared = _ksm.sharing_left(state)
+    plan = ksm.plan_unmerge(state, wanted_run)
     live_run = state.get('run')
-    pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
+    pages = _ksm.unmerge_pages(state)
     needed = _ksm.unmerge_cost(state, page_bytes)
     result.update(run_before=live_run, run_after=live_run, needed_bytes=needed)
 
-    # run=0 with nothing shared is "stopped, nothing merged" as much as run=2 is.
-    in_place = _ksm.same('run', live_run, wanted_run) or (wanted_run == 2 and live_run == 0)
-    if not shared and in_place:
+    if not plan.changed:
         result['msg'] = 'Nothing is shared and ksmd is already %s (run=%s)' % (ksmd, live_run)
         set_diff(module, result, state, state)
         return
 
-    # An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
-    # scan metadata; with nothing shared it costs nothing).
-    unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
+    unmerge = plan.unmerge
     if unmerge and needed:
         try:
             budget.check(state, page_bytes)
@@ -286,12 +282,7 @@ def run(module, ksm, ksmd, wanted_run, result):
         module.warn('%s is running and rewrites run: it will start ksmd again and merge pages again. Stop it '
                     'first (samepage.ksm.ksm_service name=%s state=stopped).' % (program, program))
 
-    predicted = dict(state)
-    if unmerge:
-        for name in _ksm.SHARING_COUNTERS:
-            if name in predicted:
-                predicted[name] = 0
-    predicted['run'] = wanted_run
+    predicted = plan.predicted
     result.update(changed=True, run_after=wanted_run, pages_unmerged=pages, bytes_unmerged=pages * page_bytes)
 
     if module.check_mode:
@@ -335,8 +326,7 @@ def report_failure(ksm, before, page_bytes, result):
     if after is None:
         result.update(changed=bool(ksm.journal), run_after=None)
         return
-    left = int(after.get('pages_sharing', 0)) + int(after.get('ksm_zero_pages', 0))
-    pages = max(0, int(before.get('pages_sharing', 0)) + int(before.get('ksm_zero_pages', 0)) - left)
+    pages = max(0, _ksm.unmerge_pages(before) - _ksm.unmerge_pages(after))
     result.update(run_after=after.get('run'), pages_unmerged=pages, bytes_unmerged=pages * page_bytes,
                   changed=bool(ksm.journal) or after.get('run') != before.get('run') or pages > 0)
 
