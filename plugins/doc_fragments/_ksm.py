@@ -5,12 +5,8 @@
 
 """Documentation shared by the samepage.ksm modules. Private (leading underscore)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-
-class ModuleDocFragment(object):
+class ModuleDocFragment:
 
     # Every module declares these; each adds its own check_mode/diff_mode/idempotent details.
     ATTRIBUTES = r'''

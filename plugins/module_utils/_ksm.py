@@ -139,7 +139,7 @@ COUNTERS = (
          description='Pages smart_scan skipped since boot.'),
 )
 
-CATALOGUE = dict((knob.name, knob) for knob in WRITABLE_KNOBS + LEGACY_KNOBS + COUNTERS)
+CATALOGUE = {knob.name: knob for knob in WRITABLE_KNOBS + LEGACY_KNOBS + COUNTERS}
 WRITE_ORDER = tuple(knob.name for knob in WRITABLE_KNOBS)
 
 # What the kernel puts pages_to_scan to when advisor_mode changes (mm/ksm.c, set_advisor_defaults).
@@ -414,7 +414,7 @@ class Ksm:
         for name in self.io.names():
             try:
                 text = self.io.read(name)
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL):
                     continue  # unreadable (e.g. write-only or vanished): nothing to report
                 raise KsmError('Cannot read %s/%s: %s' % (self.io.root, name, err), knob=name)
@@ -443,7 +443,7 @@ class Ksm:
                     % (name, kernel_release(), self.io.root, name, CATALOGUE[name].since,
                        ', and needs a kernel built with NUMA' if name == 'merge_across_nodes' else ''),
                     knob=name)
-        wanted = dict((k, v) for k, v in wanted.items() if k not in missing)
+        wanted = {k: v for k, v in wanted.items() if k not in missing}
 
         mode = wanted.get('advisor_mode', state.get('advisor_mode', 'none'))
         if 'pages_to_scan' in wanted and mode == 'scan-time':
@@ -538,7 +538,7 @@ class Ksm:
         now = dict(state)
         for name, value in made:
             self._predict(now, name, value)
-        restore = dict((name, state[name]) for name, dummy in made if name in state)
+        restore = {name: state[name] for name, dummy in made if name in state}
         if 'advisor_mode' in restore and 'pages_to_scan' in state:
             restore['pages_to_scan'] = state['pages_to_scan']
         if state.get('advisor_mode') == 'scan-time':
@@ -893,7 +893,7 @@ def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None, remedy='se
     return needed, budget
 
 
-class UnmergeBudget(object):
+class UnmergeBudget:
     """The memory an unmerge may use on this host, as both unmerging modules judge it.
 
     Reads /proc/meminfo once (meminfo may be given instead) and resolves the memory_margin option
@@ -904,7 +904,7 @@ class UnmergeBudget(object):
         if meminfo is None:
             try:
                 meminfo = read_meminfo()
-            except (IOError, OSError) as err:
+            except OSError as err:
                 raise KsmError('Cannot read the memory figures of the host (%s): %s' % (MEMINFO, err))
         self.meminfo = meminfo
         self.margin = parse_margin(margin_text, meminfo.get('MemTotal', 0))
@@ -951,7 +951,7 @@ def numa_nodes_with_memory(node_dir=None):
     try:
         with open(path) as handle:
             return parse_cpulist(handle.read()) or [0]
-    except (IOError, OSError, ValueError):  # absent, or not in the kernel list format
+    except (OSError, ValueError):  # absent, or not in the kernel list format
         return [0]
 
 
@@ -981,7 +981,7 @@ def running_processes(proc_dir=None):
         try:
             with open(os.path.join(proc_dir, entry, 'comm')) as handle:
                 result[int(entry)] = handle.read().strip()
-        except (IOError, OSError):
+        except OSError:
             continue
     return result
 
@@ -1045,7 +1045,7 @@ def process_savings(limit=None, proc_dir=None, page_bytes=None):
             try:
                 with open(os.path.join(base, 'ksm_stat')) as handle:
                     stats = _parse_ksm_stat(handle.read())
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise
             if 'ksm_merging_pages' not in stats:
@@ -1054,7 +1054,7 @@ def process_savings(limit=None, proc_dir=None, page_bytes=None):
                     stats['ksm_merging_pages'] = int(handle.read().strip() or 0)
             with open(os.path.join(base, 'comm')) as handle:
                 command = handle.read().strip()
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             continue  # gone, a kernel thread, or a kernel without per-process KSM files
         merging = stats.get('ksm_merging_pages', 0)
         if not (merging or stats.get('ksm_rmap_items') or stats.get('ksm_zero_pages')

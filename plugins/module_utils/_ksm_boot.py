@@ -18,10 +18,6 @@ daemon-reload` is needed only where systemd is running, and the caller does it (
 Private to samepage.ksm (leading underscore). Standard library only, no Ansible imports, Python 3.8+.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import os
 import re
@@ -156,7 +152,7 @@ class BootConfig:
         try:
             with open(self.unit_path, 'rb') as handle:
                 return handle.read().decode('utf-8', 'replace')
-        except (IOError, OSError) as err:
+        except OSError as err:
             if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise BootConfigError('Cannot read the boot configuration %s: %s' % (self.unit_path, err.strerror))
@@ -195,7 +191,7 @@ class BootConfig:
             if not os.path.isdir(self.unit_dir):
                 os.makedirs(self.unit_dir, 0o755)
             fd, path = tempfile.mkstemp(prefix='.%s.' % UNIT_NAME, suffix='.tmp', dir=self.unit_dir)
-        except (IOError, OSError) as err:
+        except OSError as err:
             raise BootConfigError('Cannot write the boot configuration in %s: %s' % (self.unit_dir, err.strerror))
         try:
             try:
@@ -204,7 +200,7 @@ class BootConfig:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except (IOError, OSError) as err:
+        except OSError as err:
             self.discard(path)
             raise BootConfigError('Cannot write the boot configuration %s: %s' % (path, err.strerror))
         return path
@@ -213,7 +209,7 @@ class BootConfig:
     def discard(path):
         try:
             os.unlink(path)
-        except (IOError, OSError):
+        except OSError:
             pass
 
     def install(self, staged, atomic_move=None):
@@ -224,7 +220,7 @@ class BootConfig:
                 os.chmod(self.unit_path, 0o644)   # atomic_move derives new files' mode from the umask
             else:
                 os.rename(staged, self.unit_path)
-        except (IOError, OSError) as err:
+        except OSError as err:
             self.discard(staged)
             raise BootConfigError('Cannot install the boot configuration %s: %s' % (self.unit_path, err.strerror))
         self.enable()
@@ -241,7 +237,7 @@ class BootConfig:
                 os.unlink(temporary)
             os.symlink(self.unit_path, temporary)
             os.rename(temporary, self.link_path)
-        except (IOError, OSError) as err:
+        except OSError as err:
             raise BootConfigError('Cannot enable the boot configuration (%s -> %s): %s'
                                 % (self.link_path, self.unit_path, err.strerror))
         return True
@@ -253,7 +249,7 @@ class BootConfig:
             try:
                 os.unlink(path)
                 removed = True
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise BootConfigError('Cannot remove the boot configuration %s: %s' % (path, err.strerror))
         return removed

@@ -13,10 +13,6 @@ Private to samepage.ksm (leading underscore). Standard library only (plus the co
 the neutral base of its exception), Python 3.8+ syntax.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
@@ -141,7 +137,7 @@ def describe(status):
 
 
 def reported(status):
-    return dict((key, status.get(key)) for key in REPORTED)
+    return {key: status.get(key) for key in REPORTED}
 
 
 class Systemctl:
@@ -177,7 +173,7 @@ class Systemctl:
             for name, block in zip(units, blocks):
                 result[name] = status_from_show(block, name)
         else:
-            by_id = dict((block.get('Id'), block) for block in blocks)
+            by_id = {block.get('Id'): block for block in blocks}
             for name in units:
                 result[name] = status_from_show(by_id.get(name, {'LoadState': 'not-found'}), name)
         return result
@@ -208,7 +204,7 @@ def detect_virt(run_command, binary):
         return None
     try:
         dummy, out, dummy2 = run_command([binary], check_rc=False, environ_update=dict(ENVIRONMENT))
-    except (IOError, OSError):
+    except OSError:
         return None
     word = (out or '').strip()
     return word or None

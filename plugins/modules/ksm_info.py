@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_info
 short_description: Report Kernel Same-page Merging (KSM) settings, counters, savings and top processes
@@ -262,8 +258,8 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _options
 def split_state(state):
     """(settings, counters) of a state read from the kernel."""
     managed = set(_ksm.WRITE_ORDER) | set(knob.name for knob in _ksm.LEGACY_KNOBS)
-    settings = dict((name, value) for name, value in state.items() if name in managed)
-    counters = dict((name, value) for name, value in state.items() if name not in managed)
+    settings = {name: value for name, value in state.items() if name in managed}
+    counters = {name: value for name, value in state.items() if name not in managed}
     return settings, counters
 
 

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_service
 short_description: Start, stop, enable and retune the ksm and ksmtuned systemd units
@@ -382,7 +378,7 @@ class KsmService:
         self.resolution = units_mod.Resolution(distro, statuses)
         self.package = self.resolution.package(name)
         self.before = statuses
-        self.model = dict((u, dict(s)) for u, s in statuses.items())
+        self.model = {u: dict(s) for u, s in statuses.items()}
         if (self.resolution.unit(name) is None and not self.params['must_exist']
                 and state in (None, 'stopped') and not enabled):
             # Nothing to stop or disable: a unit that is not installed is as off as it gets.

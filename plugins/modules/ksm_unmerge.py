@@ -310,7 +310,7 @@ def run(module, ksm, ksmd, wanted_run, result):
     result['run_after'] = after.get('run')
     try:
         result['memory_after'] = memory(_ksm.read_meminfo())
-    except (IOError, OSError) as err:   # the unmerge is done: report it, without the figures afterwards
+    except OSError as err:   # the unmerge is done: report it, without the figures afterwards
         module.warn('Cannot read the memory figures of the host after the unmerge: %s' % err)
     set_diff(module, result, state, after)
     result['msg'] = describe(False, unmerge, pages, page_bytes, ksmd, wanted_run, result['duration'])
