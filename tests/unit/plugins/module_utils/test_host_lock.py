@@ -3,17 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""_ksm.host_lock: the one lock every writer of KSM state takes (issue #11), and the modules under it."""
+"""_ksm.host_lock: the one lock every writer of KSM state takes (issue #11). Standard library only (these
+tests also run on the old target Pythons); the modules under the lock: tests/unit/plugins/modules/test_writer_lock.py."""
 
 import os
 
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
-from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
-from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
-from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
-from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
 
 
 @pytest.fixture(autouse=True)
@@ -50,32 +47,3 @@ def test_lock_is_released_when_the_body_raises(tmp_path):
             raise ValueError('boom')
     with _ksm.host_lock(timeout=0, path=path):
         pass
-
-
-@pytest.mark.parametrize('main, args', [
-    (ksm_sysfs.main, {'pages_to_scan': 1000}),
-    (ksm_unmerge.main, {}),
-])
-def test_module_fails_after_its_bounded_wait_naming_the_holder(tmp_path, monkeypatch, main, args):
-    host = FakeHost(tmp_path, monkeypatch, run=1)
-    host.kernel.share(10, 20)
-    with _ksm.host_lock(timeout=0, who='samepage.ksm.ksm_tuner', path=host.lock_path):
-        result = run_main(main, dict(args, lock_timeout=0))
-        checked = run_main(main, dict(args, lock_timeout=0), check_mode=True)
-    assert result['failed'] is True and result['changed'] is False
-    assert 'program=samepage.ksm.ksm_tuner' in result['msg'] and 'pid=%d' % os.getpid() in result['msg']
-    assert result['holder'].startswith('pid=%d' % os.getpid())
-    assert host.kernel.writes == []
-    # check mode only reads: it does not wait for the lock
-    assert checked['failed'] is False and checked['changed'] is True
-
-
-@pytest.mark.parametrize('main', [ksm_sysfs.main, ksm_unmerge.main])
-def test_module_releases_the_lock(tmp_path, monkeypatch, main):
-    host = FakeHost(tmp_path, monkeypatch, run=1)
-    host.kernel.share(10, 20)
-    result = run_main(main, {'pages_to_scan': 1000} if main is ksm_sysfs.main else {})
-    assert result['failed'] is False, result['msg']
-    with _ksm.host_lock(timeout=0, path=host.lock_path):
-        pass
-    assert _ksm.lock_holder(host.lock_path) == ''
