@@ -322,15 +322,19 @@ class KsmService:
         return sorted(self.resolution.present().items())
 
     def _do(self, verb, unit, predict):
-        """Run `systemctl verb unit` (or, in check mode, apply the predicted effect to the model)."""
-        self.actions.append('%s %s' % (verb, unit))
+        """Run `systemctl verb unit` (or, in check mode, apply the predicted effect to the model).
+
+        actions lists a command once systemctl has done it (in check mode: once it is predicted), so a
+        failed task reports exactly what ran."""
         if self.model[unit].get('need_daemon_reload'):
             self.module.warn('The unit file of %s changed on disk and systemd has not reloaded it yet; '
                              'systemd acts on the old one until `systemctl daemon-reload`.' % unit)
         if self.check_mode:
             predict()
+            self.actions.append('%s %s' % (verb, unit))
             return
         self.systemctl.call(verb, unit)
+        self.actions.append('%s %s' % (verb, unit))
         self.model = self._read()
 
     def _set(self, unit, **values):
@@ -574,8 +578,10 @@ class KsmService:
         }
 
     def failure(self):
-        """What is known when a step fails: the units as they are now, the commands that ran."""
-        result = {'unit': self.unit, 'package': self.package, 'actions': list(self.actions)}
+        """What is known when a step fails: the units as they are now, the commands that ran (a change when
+        any did, outside check mode)."""
+        result = {'unit': self.unit, 'package': self.package, 'actions': list(self.actions),
+                  'changed': bool(self.actions) and not self.check_mode}
         if self.before is not None and self.resolution is not None:
             if self.actions and not self.check_mode:
                 try:

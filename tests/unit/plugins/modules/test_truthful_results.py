@@ -98,3 +98,31 @@ def test_unmerge_then_refused_knob_is_a_change(tmp_path, monkeypatch):
     assert result['changed'] is True
     assert ('run', 2) in written(result)
     assert result['after']['max_page_sharing'] == 256 and result['after']['run'] == 1
+
+
+# -- ksm_service ---------------------------------------------------------------------------------------
+
+def test_service_failed_start_is_not_reported_as_an_action_and_the_enable_is_a_change(tmp_path, monkeypatch):
+    """enable succeeds, then `systemctl start` fails (the unit's process exits with an error): actions lists
+    what systemctl did (the enable, not the start), and the enable makes the failed task a change."""
+    from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
+    from ansible_collections.samepage.ksm.tests.unit.plugins.modules.test_ksm_service import Host
+    from ansible_collections.samepage.ksm.plugins.modules import ksm_service
+
+    systemd = fakes.debian(active=False, enabled='disabled')
+    real = systemd.run_command
+
+    def start_fails(args, **kwargs):
+        words = [arg for arg in args[1:] if arg != '--']
+        if args[0].endswith('systemctl') and words[:1] == ['start']:
+            systemd.calls.append(list(args))
+            return 1, '', ('Job for ksmtuned.service failed because the control process exited with error code.\n'
+                           'See "systemctl status ksmtuned.service" and "journalctl -xeu ksmtuned.service" for details.\n')
+        return real(args, **kwargs)
+    systemd.run_command = start_fails
+    Host(tmp_path, monkeypatch, systemd)
+    result = run_main(ksm_service.main, {'name': 'ksmtuned', 'state': 'started', 'enabled': True})
+    assert result['failed'] is True and 'systemctl start -- ksmtuned.service failed' in result['msg']
+    assert systemd.unit('ksmtuned.service').enablement == 'enabled'    # the enable did happen
+    assert result['actions'] == ['enable ksmtuned.service']
+    assert result['changed'] is True
