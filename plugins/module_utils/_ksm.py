@@ -770,7 +770,7 @@ class ChangePlan:
 
     def check_memory(self, state):
         """The memory check an unmerge for unmerge_if_busy needs: (needed, budget), or KsmError with both."""
-        budget = UnmergeBudget(self.margin if self.margin is not None else '5%')
+        budget = UnmergeBudget(self.margin if self.margin is not None else DEFAULT_MARGIN)
         try:
             return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
                                               'less is shared')
@@ -833,6 +833,9 @@ def read_meminfo(path=None):
             info[field] = number * 1024 if len(parts) > 1 and parts[1] == 'kB' else number
     return info
 
+
+# The memory_margin modules default to: 5 % of MemTotal kept free when judging an unmerge.
+DEFAULT_MARGIN = '5%'
 
 # A margin: a number (ASCII digits, an optional fraction) and an optional unit, blanks around them
 # allowed; no line breaks, no unicode digits. fullmatch: `$` would also match before a final newline.

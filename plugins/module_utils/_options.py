@@ -32,7 +32,7 @@ LOCK_TIMEOUT_MAX = 3600
 
 def memory_check():
     """memory_margin: the memory check that guards every unmerge (doc fragment MEMORY_CHECK)."""
-    return {'memory_margin': dict(type='str', default='5%')}
+    return {'memory_margin': dict(type='str', default=_ksm.DEFAULT_MARGIN)}
 
 
 def host_lock():
