@@ -601,7 +601,6 @@ class Ksm:
             after.get('run'), ', '.join('%s=%s' % (name, after[name]) for name in SHARING_COUNTERS
                                         if name in after))
 
-
     # -- a whole change: plan, then execute -----------------------------------------------------
     def plan_change(self, state, wanted, skip_missing=False, unmerge_if_busy=False, margin=None):
         """The ChangePlan that turns state into wanted ({knob: kernel value}).

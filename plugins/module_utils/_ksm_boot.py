@@ -239,7 +239,7 @@ class BootConfig:
             os.rename(temporary, self.link_path)
         except OSError as err:
             raise BootConfigError('Cannot enable the boot configuration (%s -> %s): %s'
-                                % (self.link_path, self.unit_path, err.strerror))
+                                  % (self.link_path, self.unit_path, err.strerror))
         return True
 
     def remove(self):

@@ -80,6 +80,8 @@ def new_module(argument_spec, module_class=None, **kwargs):
     (ansible-core raises OverflowError for 'inf') or a conversion that never ends."""
     module_class = module_class or basic.AnsibleModule
     params = basic._load_params()
+    if not isinstance(params, dict):
+        params = {}     # nothing to check (e.g. ansible-test's argument-spec introspection)
     bad = sorted(name for name, option in argument_spec.items()
                  if option.get('type') == 'int' and _beyond_int(params.get(name)))
     if not bad:

@@ -59,8 +59,7 @@ HOSTILE = [
 ANSIBLE_FAILURES = ('Failed to log to syslog (embedded null character)',)
 
 # What Ansible's option types make of a value that they accept (see the module docstring).
-BOOL_SPELLINGS = {True, False, 'yes', 'no', 'true', 'false', 'on', 'off', '1', '0', 1, 0, 1.0, 0.0, 'y', 'n',
-                  't', 'f'}
+BOOL_SPELLINGS = {'yes', 'no', 'true', 'false', 'on', 'off', '1', '0', 'y', 'n', 't', 'f', '1.0', '0.0'}
 
 
 def normalised_ok(spec, given, value):
@@ -70,7 +69,7 @@ def normalised_ok(spec, given, value):
             return value == int(decimal.Decimal(given.strip()))
         return isinstance(given, (int, float)) and isinstance(value, int) and value == given
     if kind == 'bool':
-        return isinstance(value, bool) and (given in BOOL_SPELLINGS or str(given).lower() in BOOL_SPELLINGS)
+        return isinstance(value, bool) and (given in (0, 1) or str(given).lower() in BOOL_SPELLINGS)
     if kind == 'str':
         if 'choices' in spec:
             return value in spec['choices']

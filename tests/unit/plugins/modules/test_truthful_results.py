@@ -13,7 +13,6 @@ import errno
 
 import pytest
 
-from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
 from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
 from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
