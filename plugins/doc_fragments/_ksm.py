@@ -5,12 +5,8 @@
 
 """Documentation shared by the samepage.ksm modules. Private (leading underscore)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-
-class ModuleDocFragment(object):
+class ModuleDocFragment:
 
     # Every module declares these; each adds its own check_mode/diff_mode/idempotent details.
     ATTRIBUTES = r'''
@@ -43,4 +39,20 @@ options:
       - A percentage of total memory (V(5%)) or a size with an optional binary unit (V(512M), V(2G), V(0)).
     type: str
     default: '5%'
+'''
+
+    # The bounded wait for the host lock that every writer of KSM state takes (ksm_sysfs, ksm_unmerge).
+    HOST_LOCK = r'''
+options:
+  lock_timeout:
+    description:
+      - Seconds to wait for the host lock of KSM writers before failing (0 to 3600).
+      - Every task that changes KSM (M(samepage.ksm.ksm_sysfs), M(samepage.ksm.ksm_unmerge), the
+        tuner) reads the state, plans and writes while it holds one lock per host (C(flock) on
+        C(/run/lock/samepage-ksm.lock)), so runs that overlap end as if they had run one after the other.
+      - When another writer holds the lock longer than this, the task fails naming it (process id, program,
+        since when) and changes nothing.
+      - Check mode only reads and does not take the lock.
+    type: int
+    default: 60
 '''

@@ -9,19 +9,22 @@ Everything the modules need to know about the kernel lives here: the catalogue o
 what a write does), how values read and how they must be written, the order writes must take, how
 errno values translate into messages, and what an unmerge (``run=2``) costs in memory.
 
-Private to samepage.ksm (leading underscore): no stable API for anybody else. Standard library only,
-and no Ansible imports, so that it runs on every target Python the supported ansible-core versions
+Every writer of KSM state (ksm_sysfs, ksm_unmerge, the tuner) reads, plans and writes inside
+host_lock(), so concurrent runs on one host end in the state of some serial order of them.
+
+Private to samepage.ksm (leading underscore): no stable API for anybody else. Standard library only
+(and the collection's _errors), no Ansible imports, so that it runs on every target Python the supported ansible-core versions
 allow (3.8 and newer) and can be tested on its own against a fake kernel.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
+import contextlib
 import errno
+import fcntl
 import os
 import re
 import time
+
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
 
 KSM_DIR = '/sys/kernel/mm/ksm'
 PROC_DIR = '/proc'
@@ -136,7 +139,7 @@ COUNTERS = (
          description='Pages smart_scan skipped since boot.'),
 )
 
-CATALOGUE = dict((knob.name, knob) for knob in WRITABLE_KNOBS + LEGACY_KNOBS + COUNTERS)
+CATALOGUE = {knob.name: knob for knob in WRITABLE_KNOBS + LEGACY_KNOBS + COUNTERS}
 WRITE_ORDER = tuple(knob.name for knob in WRITABLE_KNOBS)
 
 # What the kernel puts pages_to_scan to when advisor_mode changes (mm/ksm.c, set_advisor_defaults).
@@ -148,13 +151,8 @@ COMPETING_MANAGERS = {
 }
 
 
-class KsmError(Exception):
-    """A failure the modules report as it is: the message names the knob, the value and the reason."""
-
-    def __init__(self, msg, **details):
-        super(KsmError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
+class KsmError(SamepageError):
+    """A failure of the kernel layer: the message names the knob, the value and the reason."""
 
 
 class KsmUnavailable(KsmError):
@@ -258,6 +256,98 @@ class SysfsIO:
             os.close(fd)
 
 
+# ---------------------------------------------------------------------------------------------------
+# The host lock: one writer of KSM state at a time
+
+# /run/lock is the FHS place for lock files (tmpfs: gone at reboot, so no stale file survives a boot).
+LOCK_PATH = '/run/lock/samepage-ksm.lock'
+# How long a writer waits for another one by default (seconds). An unmerge of a large host takes a few
+# seconds (about 0.5 s per GiB merged), a boot-unit commit less: a minute covers both with room to spare.
+LOCK_TIMEOUT = 60
+LOCK_POLL = 0.1
+
+
+class KsmLockTimeout(KsmError):
+    """The host lock stayed held by another writer for the whole bounded wait."""
+
+
+def lock_holder(path=None):
+    """What the holder of the host lock wrote into it ("pid=.. program=.. since=.."), or '' if unknown."""
+    try:
+        with open(path or LOCK_PATH, 'rb') as handle:
+            text = handle.read(512).decode('utf-8', 'replace').strip()
+    except (OSError, ValueError):
+        return ''
+    return ' '.join(text.split())   # one line, whatever was written
+
+
+def _open_lock(path):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, 0o755)
+        except OSError as err:
+            if not os.path.isdir(directory):
+                raise KsmError('Cannot create %s for the host lock of KSM writers: %s' % (directory, err))
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644), True
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise KsmError('Cannot open the host lock %s: %s' % (path, err))
+    try:
+        # Not ours to write (another user created it): the lock works, the holder is not recorded.
+        return os.open(path, os.O_RDONLY), False
+    except OSError as err:
+        raise KsmError('Cannot open the host lock %s: %s' % (path, err))
+
+
+@contextlib.contextmanager
+def host_lock(timeout=LOCK_TIMEOUT, who='samepage.ksm', path=None):
+    """Hold the host-wide lock of KSM writers (flock on LOCK_PATH) for the body of a with statement.
+
+    Waits at most timeout seconds for another holder, then raises KsmLockTimeout naming it (its pid,
+    program and since when, as it wrote them into the lock file). who names the holder for others
+    (e.g. 'samepage.ksm.ksm_sysfs'). The kernel releases the lock when the holder's process ends,
+    however it ends: a crashed writer never leaves the host locked.
+    """
+    path = path or LOCK_PATH
+    fd, writable = _open_lock(path)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise KsmError('Cannot take the host lock %s: %s' % (path, err))
+            if time.time() >= deadline:
+                holder = lock_holder(path) or 'a process that did not record itself'
+                raise KsmLockTimeout(
+                    'Another writer of KSM settings holds the host lock %s (%s) and did not release it within '
+                    '%s s; nothing was read or changed. Let it finish and run again, or raise lock_timeout.'
+                    % (path, holder, timeout), holder=holder)
+            time.sleep(LOCK_POLL)
+        if writable:
+            record = 'pid=%d program=%s since=%s\n' % (
+                os.getpid(), who, time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+            os.ftruncate(fd, 0)
+            os.write(fd, record.encode('utf-8', 'replace'))
+        try:
+            yield
+        finally:
+            if writable:
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)   # releases the flock
+
+
+@contextlib.contextmanager
+def no_lock():
+    """A stand-in for host_lock() where none is needed (check mode reads only)."""
+    yield
+
+
 def _explain(name, value, err, state):
     """Turn an OSError from a write into the reason an operator needs."""
     code = err.errno
@@ -304,6 +394,9 @@ class Ksm:
 
     def __init__(self, io=None):
         self.io = io if io is not None else SysfsIO()
+        # Every write the kernel accepted, in order ([(name, value)]): what really happened, for the
+        # result of a task that fails half way (undo writes included).
+        self.journal = []
 
     # -- reading --------------------------------------------------------------------------------
     def available(self):
@@ -321,7 +414,7 @@ class Ksm:
         for name in self.io.names():
             try:
                 text = self.io.read(name)
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL):
                     continue  # unreadable (e.g. write-only or vanished): nothing to report
                 raise KsmError('Cannot read %s/%s: %s' % (self.io.root, name, err), knob=name)
@@ -350,7 +443,7 @@ class Ksm:
                     % (name, kernel_release(), self.io.root, name, CATALOGUE[name].since,
                        ', and needs a kernel built with NUMA' if name == 'merge_across_nodes' else ''),
                     knob=name)
-        wanted = dict((k, v) for k, v in wanted.items() if k not in missing)
+        wanted = {k: v for k, v in wanted.items() if k not in missing}
 
         mode = wanted.get('advisor_mode', state.get('advisor_mode', 'none'))
         if 'pages_to_scan' in wanted and mode == 'scan-time':
@@ -368,6 +461,14 @@ class Ksm:
             writes.append((name, wanted[name]))
             self._predict(predicted, name, wanted[name])
         return writes, missing
+
+    @classmethod
+    def predict(cls, state, writes):
+        """The state after writes ([(name, value)]), with the kernel's side effects of each write."""
+        predicted = dict(state)
+        for name, value in writes:
+            cls._predict(predicted, name, value)
+        return predicted
 
     @staticmethod
     def _predict(predicted, name, value):
@@ -397,10 +498,11 @@ class Ksm:
                            % (name, encode(name, value), self.io.root, name), knob=name, value=value)
         try:
             self.io.write(name, encode(name, value))
-        except (IOError, OSError) as err:
+        except OSError as err:
             raise KsmError('Cannot set %s=%s: %s' % (name, encode(name, value),
                                                      _explain(name, value, err, state or {})),
                            knob=name, value=value, errno=err.errno)
+        self.journal.append((name, value))
 
     def apply(self, writes, state):
         """Perform writes in order. If one fails, put back what the earlier ones changed, and raise.
@@ -436,7 +538,7 @@ class Ksm:
         now = dict(state)
         for name, value in made:
             self._predict(now, name, value)
-        restore = dict((name, state[name]) for name, dummy in made if name in state)
+        restore = {name: state[name] for name, dummy in made if name in state}
         if 'advisor_mode' in restore and 'pages_to_scan' in state:
             restore['pages_to_scan'] = state['pages_to_scan']
         if state.get('advisor_mode') == 'scan-time':
@@ -499,6 +601,123 @@ class Ksm:
             after.get('run'), ', '.join('%s=%s' % (name, after[name]) for name in SHARING_COUNTERS
                                         if name in after))
 
+    # -- a whole change: plan, then execute -----------------------------------------------------
+    def plan_change(self, state, wanted, skip_missing=False, unmerge_if_busy=False, margin=None):
+        """The ChangePlan that turns state into wanted ({knob: kernel value}).
+
+        Knobs the kernel refuses to change while pages are shared (EBUSY) make the plan unmerge first
+        when unmerge_if_busy, after the memory check against margin (the memory_margin option); without
+        it the plan is refused. Raises KsmError, before anything is written, for every request the
+        kernel would refuse and for an unmerge that does not fit in memory.
+        """
+        writes, missing = self.plan(state, wanted, skip_missing=skip_missing)
+        applied = {name: value for name, value in wanted.items() if name not in missing}
+        plan = ChangePlan(state, applied, missing, writes, unmerge_if_busy, margin)
+        plan.busy = self.blocked_by_sharing(state, writes)
+        if plan.busy:
+            if not unmerge_if_busy:
+                raise KsmError(busy_message(state, writes, plan.busy), knob=plan.busy[0])
+            plan.unmerge = True
+            plan.budget = plan.check_memory(state)
+            sequence = unmerge_writes(state)
+            plan.writes = sequence + self._writes_after_unmerge(self.predict(state, sequence), applied,
+                                                                plan.run_after)
+        plan.predicted = self.predict(state, plan.writes)
+        return plan
+
+    def execute(self, plan):
+        """Make the planned change. Returns the writes made ([(name, value)]); plan.unmerged gets the
+        unmerge's figures when there was one.
+
+        Plain writes go through apply() (undone on failure). EBUSY with nothing shared means stale
+        stable nodes: with unmerge_if_busy the change is made again around an unmerge. Around an
+        unmerge: run=2, the knobs, run put back; one more unmerge and retry on EBUSY; on failure run is
+        put back as it was and the message says so. Raises KsmError with what was left.
+        """
+        if plan.unmerge:
+            return self._execute_with_unmerge(plan, plan.state)
+        if not plan.writes:
+            return []
+        try:
+            self.apply(plan.writes, plan.state)
+            return list(plan.writes)
+        except KsmError as err:
+            if err.details.get('errno') != errno.EBUSY or not plan.unmerge_if_busy:
+                raise
+        # apply() has undone what it wrote; the unmerge clears what holds the knob.
+        current = self.read_state()
+        plan.check_memory(current)
+        return self._execute_with_unmerge(plan, current)
+
+    def _writes_after_unmerge(self, current, applied, run_after):
+        """Writes after an unmerge: the knobs, then run put back exactly (a live 2 satisfies 0 for plan())."""
+        wanted = dict(applied)
+        wanted['run'] = run_after
+        writes, dummy = self.plan(current, wanted)
+        if current.get('run') != run_after and not any(name == 'run' for name, dummy in writes):
+            writes.append(('run', run_after))
+        return writes
+
+    def _execute_with_unmerge(self, plan, state):
+        done = []
+        figures = unmerged_figures(state, 0.0)
+        try:
+            current = state
+            for attempt in (1, 2):
+                sequence = unmerge_writes(current)
+                seconds, current = self.unmerge_verified(current)
+                done.extend(sequence)
+                figures['duration'] += seconds
+                writes = self._writes_after_unmerge(current, plan.applied, plan.run_after)
+                try:
+                    self.apply(writes, current)
+                except KsmError as err:
+                    if err.details.get('errno') != errno.EBUSY or attempt == 2:
+                        raise
+                    # Stale stable nodes (exited processes) can hold the knob after the unmerge; another
+                    # unmerge (run 0 then 2) removes them.
+                    current = self.read_state()
+                    continue
+                done.extend(writes)
+                break
+        except KsmError as err:
+            raise KsmError(err.msg + self._restore_run(state), **err.details)
+        figures['duration'] = round(figures['duration'], 3)
+        plan.unmerged = figures
+        return done
+
+    def _restore_run(self, state):
+        """After a failure past the unmerge: put run back as it was; the sentence saying so."""
+        previous = state.get('run')
+        try:
+            current = self.read_state()
+            if current.get('run') != previous:
+                self.write('run', previous, current)
+        except KsmError as err:
+            return ' KSM had been unmerged for the change; run could not be put back to %s: %s' % (previous, err.msg)
+        return ' KSM had been unmerged for the change (run=2); run was put back to %s.' % previous
+
+    def plan_unmerge(self, state, wanted_run):
+        """The ChangePlan of ksm_unmerge: everything unmerged, ksmd left at wanted_run (2 stopped, 1 running).
+
+        An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
+        scan metadata; with nothing shared it costs nothing). run=0 with nothing shared is "stopped,
+        nothing merged" as much as run=2 is.
+        """
+        shared = sharing_left(state)
+        live_run = state.get('run')
+        plan = ChangePlan(state, {'run': wanted_run}, [], [], False, None)
+        plan.run_after = wanted_run
+        in_place = same('run', live_run, wanted_run) or (wanted_run == 2 and live_run == 0)
+        if not shared and in_place:
+            plan.run_after = live_run
+            plan.predicted = dict(state)
+            return plan
+        plan.unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
+        plan.writes = (unmerge_writes(state) if plan.unmerge else []) + ([('run', 1)] if wanted_run == 1 else [])
+        plan.predicted = self.predict(state, plan.writes)
+        return plan
+
 
 # Counters that must all read 0 once everything is unmerged.
 SHARING_COUNTERS = ('pages_shared', 'pages_sharing', 'ksm_zero_pages')
@@ -507,6 +726,82 @@ SHARING_COUNTERS = ('pages_shared', 'pages_sharing', 'ksm_zero_pages')
 def sharing_left(state):
     """[(counter, value)] of the sharing counters that are not 0: empty when nothing is merged."""
     return [(name, state[name]) for name in SHARING_COUNTERS if state.get(name)]
+
+
+class ChangePlan:
+    """One change of KSM state, decided from one reading before anything is written (Ksm.plan_change,
+    Ksm.plan_unmerge), reported in check mode or made by Ksm.execute.
+
+    state       the reading the plan was made from
+    applied     {knob: kernel value} asked for and present on this kernel
+    missing     knobs asked for that this kernel lacks (skipped with skip_missing)
+    writes      [(knob, value)] in the kernel's order; an unmerge (run=2, preceded by run=0 when run
+                reads 2) comes first when needed, and run is put back after the knobs
+    unmerge     whether the change unmerges every page first
+    busy        the knobs that need that unmerge (EBUSY while pages are shared)
+    run_after   the run the change ends with
+    predicted   the state after the writes, with the kernel's side effects
+    budget      (needed bytes, bytes the unmerge may use): the memory check's verdict, when it unmerges
+    unmerged    after execute(): {pages, bytes, duration} of the unmerge it made, if any
+    """
+
+    def __init__(self, state, applied, missing, writes, unmerge_if_busy, margin):
+        self.state = state
+        self.applied = applied
+        self.missing = missing
+        self.writes = list(writes)
+        self.unmerge_if_busy = unmerge_if_busy
+        self.margin = margin
+        self.unmerge = False
+        self.busy = []
+        self.run_after = applied['run'] if 'run' in applied else state.get('run')
+        self.predicted = dict(state)
+        self.budget = None
+        self.unmerged = None
+
+    @property
+    def changed(self):
+        return bool(self.writes)
+
+    def unmerge_figures(self):
+        """{pages, bytes, duration: None} the planned unmerge would release (check mode)."""
+        return unmerged_figures(self.state, None)
+
+    def check_memory(self, state):
+        """The memory check an unmerge for unmerge_if_busy needs: (needed, budget), or KsmError with both."""
+        budget = UnmergeBudget(self.margin if self.margin is not None else DEFAULT_MARGIN)
+        try:
+            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
+                                              'less is shared')
+        except KsmError as err:
+            raise KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
+
+
+def unmerge_writes(state):
+    """The writes Ksm.unmerge makes: run=2, preceded by run=0 when run already reads 2."""
+    return ([('run', 0)] if state.get('run') == 2 else []) + [('run', 2)]
+
+
+def busy_message(state, writes, busy):
+    """Why a change of merge_across_nodes/max_page_sharing is refused while pages are shared, and the ways out."""
+    changes = ', '.join('%s (%s -> %s)' % (name, encode(name, state.get(name)), encode(name, value))
+                        for name, value in writes if name in busy)
+    return ('Cannot change %s while KSM pages are shared (pages_shared=%s, pages_sharing=%s): the kernel refuses '
+            'to change merge_across_nodes and max_page_sharing (EBUSY) until every KSM page is unmerged. Nothing '
+            'was changed. Unmerge first with samepage.ksm.ksm_unmerge, or set unmerge_if_busy=true to let this '
+            'task unmerge (run=2; it needs about %s of memory), make the change and put run back.'
+            % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
+               human_bytes(unmerge_cost(state))))
+
+
+def unmerge_pages(state):
+    """Page mappings an unmerge gives a private copy: pages_sharing + ksm_zero_pages."""
+    return int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
+
+
+def unmerged_figures(state, duration):
+    """{pages, bytes, duration} of an unmerge of state (duration None when it has not run)."""
+    return dict(pages=unmerge_pages(state), bytes=unmerge_cost(state), duration=duration)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -518,8 +813,7 @@ def page_size():
 
 def unmerge_cost(state, page_bytes=None):
     """Bytes an unmerge allocates: a private copy for every sharing mapping and KSM zero-page mapping."""
-    pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
-    return pages * (page_bytes or page_size())
+    return unmerge_pages(state) * (page_bytes or page_size())
 
 
 def read_meminfo(path=None):
@@ -539,9 +833,25 @@ def read_meminfo(path=None):
     return info
 
 
+# The memory_margin modules default to: 5 % of MemTotal kept free when judging an unmerge.
+DEFAULT_MARGIN = '5%'
+
+# A margin: a number (ASCII digits, an optional fraction) and an optional unit, blanks around them
+# allowed; no line breaks, no unicode digits. fullmatch: `$` would also match before a final newline.
+_MARGIN_RE = re.compile(r'[ \t]*([0-9]{1,15}(?:\.[0-9]{1,6})?)[ \t]*(%|(?:[kKmMgGtT]i?)?[bB]?)[ \t]*')
+# The largest margin in bytes (8 EiB): beyond any memory, and safe for every sum made with it.
+MARGIN_MAX = 2 ** 63 - 1
+
+
 def parse_margin(text, mem_total):
-    """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0")."""
-    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*(%|(?:[kKmMgGtT]i?)?[bB]?)\s*$', str(text))
+    """A safety margin given as a percentage of MemTotal ("5%") or a size ("512M", "2GiB", "0").
+
+    Returns bytes; raises KsmError naming the option memory_margin for anything else (other types,
+    unicode digits, line breaks, more than 15 digits, more than MARGIN_MAX bytes).
+    """
+    match = None
+    if isinstance(text, (str, int)) and not isinstance(text, bool):
+        match = _MARGIN_RE.fullmatch(str(text))
     if not match:
         raise KsmError('Invalid memory margin %r (option memory_margin): expected a percentage of total memory '
                        'such as "5%%" or a size such as "512M" or "2G"' % (text,), option='memory_margin')
@@ -554,7 +864,11 @@ def parse_margin(text, mem_total):
         return int(mem_total * number / 100)
     letter = unit[:1].lower()
     scale = {'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}.get(letter, 1)
-    return int(number * scale)
+    margin = int(number * scale)
+    if margin > MARGIN_MAX:
+        raise KsmError('Invalid memory margin %r (option memory_margin): more than %s' % (text, human_bytes(MARGIN_MAX)),
+                       option='memory_margin')
+    return margin
 
 
 def unmerge_budget(meminfo, margin_bytes):
@@ -581,7 +895,7 @@ def check_unmerge_fits(state, meminfo, margin_bytes, page_bytes=None, remedy='se
     return needed, budget
 
 
-class UnmergeBudget(object):
+class UnmergeBudget:
     """The memory an unmerge may use on this host, as both unmerging modules judge it.
 
     Reads /proc/meminfo once (meminfo may be given instead) and resolves the memory_margin option
@@ -592,7 +906,7 @@ class UnmergeBudget(object):
         if meminfo is None:
             try:
                 meminfo = read_meminfo()
-            except (IOError, OSError) as err:
+            except OSError as err:
                 raise KsmError('Cannot read the memory figures of the host (%s): %s' % (MEMINFO, err))
         self.meminfo = meminfo
         self.margin = parse_margin(margin_text, meminfo.get('MemTotal', 0))
@@ -639,7 +953,7 @@ def numa_nodes_with_memory(node_dir=None):
     try:
         with open(path) as handle:
             return parse_cpulist(handle.read()) or [0]
-    except (IOError, OSError, ValueError):  # absent, or not in the kernel list format
+    except (OSError, ValueError):  # absent, or not in the kernel list format
         return [0]
 
 
@@ -669,7 +983,7 @@ def running_processes(proc_dir=None):
         try:
             with open(os.path.join(proc_dir, entry, 'comm')) as handle:
                 result[int(entry)] = handle.read().strip()
-        except (IOError, OSError):
+        except OSError:
             continue
     return result
 
@@ -733,7 +1047,7 @@ def process_savings(limit=None, proc_dir=None, page_bytes=None):
             try:
                 with open(os.path.join(base, 'ksm_stat')) as handle:
                     stats = _parse_ksm_stat(handle.read())
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise
             if 'ksm_merging_pages' not in stats:
@@ -742,7 +1056,7 @@ def process_savings(limit=None, proc_dir=None, page_bytes=None):
                     stats['ksm_merging_pages'] = int(handle.read().strip() or 0)
             with open(os.path.join(base, 'comm')) as handle:
                 command = handle.read().strip()
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             continue  # gone, a kernel thread, or a kernel without per-process KSM files
         merging = stats.get('ksm_merging_pages', 0)
         if not (merging or stats.get('ksm_rmap_items') or stats.get('ksm_zero_pages')

@@ -18,10 +18,6 @@ daemon-reload` is needed only where systemd is running, and the caller does it (
 Private to samepage.ksm (leading underscore). Standard library only, no Ansible imports, Python 3.8+.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import os
 import re
@@ -40,8 +36,15 @@ MODES = ('merge', 'replace')
 BEFORE = ('sysinit.target', 'ksm.service', 'ksmtuned.service', 'qemu-kvm.service', 'libvirtd.service',
           'virtqemud.service', 'shutdown.target')
 
-_EXEC_RE = re.compile(r"^ExecStart=/bin/sh -c 'echo ([A-Za-z0-9-]+) > (?P<dir>/\S+)/([a-z_]+)'$")
-_SAFE_VALUE_RE = re.compile(r'^[A-Za-z0-9-]+$')
+# Matched with fullmatch: `$` would also accept a final newline.
+_EXEC_RE = re.compile(r"ExecStart=/bin/sh -c 'echo ([A-Za-z0-9-]+) > (?P<dir>/\S+)/([a-z_]+)'")
+_SAFE_VALUE_RE = re.compile(r'[A-Za-z0-9-]+')
+
+
+class BootConfigError(_ksm.KsmError):
+    """The boot configuration (the systemd unit that applies the knobs at boot) cannot be read, rendered or
+    written. A KsmError, because the unit is the kernel settings' second home: whoever handles a failed
+    knob handles a failed persistence of it the same way."""
 
 
 def _systemd_escape(text):
@@ -58,7 +61,7 @@ def render(knobs, ksm_dir=None):
     ksm_dir = ksm_dir or _ksm.KSM_DIR
     unknown = sorted(set(knobs) - set(_ksm.WRITE_ORDER))
     if unknown:
-        raise _ksm.KsmError('Cannot persist %s: not a writable KSM knob' % ', '.join(unknown), knob=unknown[0])
+        raise BootConfigError('Cannot persist %s: not a writable KSM knob' % ', '.join(unknown), knob=unknown[0])
     lines = [
         '# Managed by %s (Ansible collection samepage.ksm). Do not edit: the next run of the' % MANAGER,
         '# module rewrites this file. It writes the KSM settings below at every boot, in the order the',
@@ -80,8 +83,8 @@ def render(knobs, ksm_dir=None):
         if name not in knobs:
             continue
         value = _ksm.encode(name, _ksm.validate(name, knobs[name]))
-        if not _SAFE_VALUE_RE.match(value):   # pragma: no cover - validate() admits nothing else
-            raise _ksm.KsmError('Refusing to render %s=%r into a boot unit' % (name, value), knob=name)
+        if not _SAFE_VALUE_RE.fullmatch(value):   # pragma: no cover - validate() admits nothing else
+            raise BootConfigError('Refusing to render %s=%r into a boot unit' % (name, value), knob=name)
         lines.append(_systemd_escape("ExecStart=/bin/sh -c 'echo %s > %s/%s'" % (value, ksm_dir, name)))
     lines += ['', '[Install]', 'WantedBy=%s' % WANTED_BY, '']
     return '\n'.join(lines)
@@ -92,7 +95,7 @@ def parse(text):
     (a hand-edited file then renders differently and is rewritten)."""
     knobs = {}
     for line in text.splitlines():
-        match = _EXEC_RE.match(line.strip())
+        match = _EXEC_RE.fullmatch(line.strip())
         if not match:
             continue
         value, name = match.group(1), match.group(3)
@@ -115,7 +118,7 @@ def combine(previous, task, mode='merge'):
     a pages_to_scan given by the task next to a persisted scan-time advisor is refused.
     """
     if mode not in MODES:
-        raise _ksm.KsmError('Invalid persist_mode %r: expected merge or replace' % (mode,), option='persist_mode')
+        raise BootConfigError('Invalid persist_mode %r: expected merge or replace' % (mode,), option='persist_mode')
     if mode == 'replace':
         result = dict(task)
     else:
@@ -123,7 +126,7 @@ def combine(previous, task, mode='merge'):
         result.update(task)
     if result.get('advisor_mode') == 'scan-time' and 'pages_to_scan' in result:
         if 'pages_to_scan' in task:
-            raise _ksm.KsmError(
+            raise BootConfigError(
                 'Cannot persist pages_to_scan=%s: the boot configuration (%s) also sets advisor_mode=scan-time, '
                 'and the advisor owns pages_to_scan (the kernel would refuse the write at boot). Set '
                 'advisor_mode=none in this task, or use persist_mode=replace.' % (task['pages_to_scan'], UNIT_NAME),
@@ -149,10 +152,10 @@ class BootConfig:
         try:
             with open(self.unit_path, 'rb') as handle:
                 return handle.read().decode('utf-8', 'replace')
-        except (IOError, OSError) as err:
+        except OSError as err:
             if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
-            raise _ksm.KsmError('Cannot read the boot configuration %s: %s' % (self.unit_path, err.strerror))
+            raise BootConfigError('Cannot read the boot configuration %s: %s' % (self.unit_path, err.strerror))
 
     def read(self):
         """The persisted knobs ({} when there is no unit)."""
@@ -188,8 +191,8 @@ class BootConfig:
             if not os.path.isdir(self.unit_dir):
                 os.makedirs(self.unit_dir, 0o755)
             fd, path = tempfile.mkstemp(prefix='.%s.' % UNIT_NAME, suffix='.tmp', dir=self.unit_dir)
-        except (IOError, OSError) as err:
-            raise _ksm.KsmError('Cannot write the boot configuration in %s: %s' % (self.unit_dir, err.strerror))
+        except OSError as err:
+            raise BootConfigError('Cannot write the boot configuration in %s: %s' % (self.unit_dir, err.strerror))
         try:
             try:
                 os.fchmod(fd, 0o644)
@@ -197,16 +200,16 @@ class BootConfig:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except (IOError, OSError) as err:
+        except OSError as err:
             self.discard(path)
-            raise _ksm.KsmError('Cannot write the boot configuration %s: %s' % (path, err.strerror))
+            raise BootConfigError('Cannot write the boot configuration %s: %s' % (path, err.strerror))
         return path
 
     @staticmethod
     def discard(path):
         try:
             os.unlink(path)
-        except (IOError, OSError):
+        except OSError:
             pass
 
     def install(self, staged, atomic_move=None):
@@ -217,9 +220,9 @@ class BootConfig:
                 os.chmod(self.unit_path, 0o644)   # atomic_move derives new files' mode from the umask
             else:
                 os.rename(staged, self.unit_path)
-        except (IOError, OSError) as err:
+        except OSError as err:
             self.discard(staged)
-            raise _ksm.KsmError('Cannot install the boot configuration %s: %s' % (self.unit_path, err.strerror))
+            raise BootConfigError('Cannot install the boot configuration %s: %s' % (self.unit_path, err.strerror))
         self.enable()
 
     def enable(self):
@@ -234,9 +237,9 @@ class BootConfig:
                 os.unlink(temporary)
             os.symlink(self.unit_path, temporary)
             os.rename(temporary, self.link_path)
-        except (IOError, OSError) as err:
-            raise _ksm.KsmError('Cannot enable the boot configuration (%s -> %s): %s'
-                                % (self.link_path, self.unit_path, err.strerror))
+        except OSError as err:
+            raise BootConfigError('Cannot enable the boot configuration (%s -> %s): %s'
+                                  % (self.link_path, self.unit_path, err.strerror))
         return True
 
     def remove(self):
@@ -246,9 +249,9 @@ class BootConfig:
             try:
                 os.unlink(path)
                 removed = True
-            except (IOError, OSError) as err:
+            except OSError as err:
                 if err.errno != errno.ENOENT:
-                    raise _ksm.KsmError('Cannot remove the boot configuration %s: %s' % (path, err.strerror))
+                    raise BootConfigError('Cannot remove the boot configuration %s: %s' % (path, err.strerror))
         return removed
 
 

@@ -21,10 +21,6 @@ the tables: a ksm.service found on Proxmox, or a missing one on Debian, is taken
 Private to samepage.ksm (leading underscore). Standard library only, Python 3.8+ syntax.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
@@ -95,7 +91,7 @@ def read_os_release(paths=None):
         try:
             with open(path) as handle:
                 return parse_os_release(handle.read())
-        except (IOError, OSError):
+        except OSError:
             continue
     return {}
 
@@ -239,7 +235,7 @@ class Resolution:
     def __init__(self, distro, statuses):
         self.distro = distro
         self.statuses = statuses
-        found = dict((unit, _systemd.exists(statuses.get(unit, {}))) for unit in CANDIDATE_UNITS)
+        found = {unit: _systemd.exists(statuses.get(unit, {})) for unit in CANDIDATE_UNITS}
         ksm = None
         if found[KSM_UNIT]:
             ksm = KSM_UNIT
@@ -275,7 +271,7 @@ class Resolution:
 
     def present(self):
         """{logical name: unit} of the parts that exist here."""
-        return dict((name, unit) for name, unit in self.units.items() if unit)
+        return {name: unit for name, unit in self.units.items() if unit}
 
 
 def masked_message(units, tuned_marker=None):

@@ -9,17 +9,13 @@ Commands are argument lists run with LC_ALL=C (never shell strings) through a ``
 with AnsibleModule.run_command's signature, so tests can hand in a fake that follows systemd's real
 behaviour. The state of several units is read with ONE ``systemctl show`` call.
 
-Private to samepage.ksm (leading underscore). Standard library only (plus the collection's _ksm for
-the shared exception type), Python 3.8+ syntax.
+Private to samepage.ksm (leading underscore). Standard library only (plus the collection's _errors for
+the neutral base of its exception), Python 3.8+ syntax.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
-from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
 
 # sd_booted(3): systemd is PID 1 exactly when this directory exists.
 RUNTIME_DIR = '/run/systemd/system'
@@ -59,7 +55,7 @@ RUNNING_STATES = frozenset(('active', 'activating', 'reloading'))
 ENVIRONMENT = {'LC_ALL': 'C', 'SYSTEMD_PAGER': '', 'SYSTEMD_COLORS': '0'}
 
 
-class SystemdError(KsmError):
+class SystemdError(SamepageError):
     """systemctl failed, or systemd is not there to ask."""
 
 
@@ -141,7 +137,7 @@ def describe(status):
 
 
 def reported(status):
-    return dict((key, status.get(key)) for key in REPORTED)
+    return {key: status.get(key) for key in REPORTED}
 
 
 class Systemctl:
@@ -177,7 +173,7 @@ class Systemctl:
             for name, block in zip(units, blocks):
                 result[name] = status_from_show(block, name)
         else:
-            by_id = dict((block.get('Id'), block) for block in blocks)
+            by_id = {block.get('Id'): block for block in blocks}
             for name in units:
                 result[name] = status_from_show(by_id.get(name, {'LoadState': 'not-found'}), name)
         return result
@@ -208,7 +204,7 @@ def detect_virt(run_command, binary):
         return None
     try:
         dummy, out, dummy2 = run_command([binary], check_rc=False, environ_update=dict(ENVIRONMENT))
-    except (IOError, OSError):
+    except OSError:
         return None
     word = (out or '').strip()
     return word or None

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_info
 short_description: Report Kernel Same-page Merging (KSM) settings, counters, savings and top processes
@@ -253,16 +249,17 @@ competing_managers:
     ksmtuned: [run, pages_to_scan, sleep_millisecs]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 
 def split_state(state):
     """(settings, counters) of a state read from the kernel."""
     managed = set(_ksm.WRITE_ORDER) | set(knob.name for knob in _ksm.LEGACY_KNOBS)
-    settings = dict((name, value) for name, value in state.items() if name in managed)
-    counters = dict((name, value) for name, value in state.items() if name not in managed)
+    settings = {name: value for name, value in state.items() if name in managed}
+    counters = {name: value for name, value in state.items() if name not in managed}
     return settings, counters
 
 
@@ -279,13 +276,12 @@ def savings(state, page_bytes):
     return result
 
 
+def argument_spec():
+    return dict(max_processes=dict(type='int', default=10))
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            max_processes=dict(type='int', default=10),
-        ),
-        supports_check_mode=True,
-    )
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     limit = module.params['max_processes']
     if limit < 0:
         module.fail_json(msg='Invalid value %d for max_processes: expected 0 (no process scan) or more' % limit)
@@ -317,10 +313,10 @@ def main():
         if limit:
             result['processes'] = _ksm.process_savings(limit=limit, page_bytes=page_bytes)
         result['competing_managers'] = _ksm.competing_managers(_ksm.WRITE_ORDER)
-    except _ksm.KsmError as err:
-        module.fail_json(msg=err.msg, **result)
-    except (IOError, OSError) as err:
-        module.fail_json(msg='Cannot read the KSM state: %s' % err, **result)
+    except _errors.SamepageError as err:
+        _errors.fail(module, err, result)
+    except OSError as err:
+        _errors.fail(module, _ksm.KsmError('Cannot read the KSM state: %s' % err), result)
     module.exit_json(**result)
 
 

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_service
 short_description: Start, stop, enable and retune the ksm and ksmtuned systemd units
@@ -270,10 +266,10 @@ diff:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units as units_mod
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
 STARTING_STATES = ('started', 'restarted', 'retuned')
@@ -326,15 +322,19 @@ class KsmService:
         return sorted(self.resolution.present().items())
 
     def _do(self, verb, unit, predict):
-        """Run `systemctl verb unit` (or, in check mode, apply the predicted effect to the model)."""
-        self.actions.append('%s %s' % (verb, unit))
+        """Run `systemctl verb unit` (or, in check mode, apply the predicted effect to the model).
+
+        actions lists a command once systemctl has done it (in check mode: once it is predicted), so a
+        failed task reports exactly what ran."""
         if self.model[unit].get('need_daemon_reload'):
             self.module.warn('The unit file of %s changed on disk and systemd has not reloaded it yet; '
                              'systemd acts on the old one until `systemctl daemon-reload`.' % unit)
         if self.check_mode:
             predict()
+            self.actions.append('%s %s' % (verb, unit))
             return
         self.systemctl.call(verb, unit)
+        self.actions.append('%s %s' % (verb, unit))
         self.model = self._read()
 
     def _set(self, unit, **values):
@@ -382,7 +382,7 @@ class KsmService:
         self.resolution = units_mod.Resolution(distro, statuses)
         self.package = self.resolution.package(name)
         self.before = statuses
-        self.model = dict((u, dict(s)) for u, s in statuses.items())
+        self.model = {u: dict(s) for u, s in statuses.items()}
         if (self.resolution.unit(name) is None and not self.params['must_exist']
                 and state in (None, 'stopped') and not enabled):
             # Nothing to stop or disable: a unit that is not installed is as off as it gets.
@@ -578,38 +578,41 @@ class KsmService:
         }
 
     def failure(self):
-        """What is known when a step fails: the units as they are now, the commands that ran."""
-        result = {'unit': self.unit, 'package': self.package, 'actions': list(self.actions)}
+        """What is known when a step fails: the units as they are now, the commands that ran (a change when
+        any did, outside check mode)."""
+        result = {'unit': self.unit, 'package': self.package, 'actions': list(self.actions),
+                  'changed': bool(self.actions) and not self.check_mode}
         if self.before is not None and self.resolution is not None:
             if self.actions and not self.check_mode:
                 try:
                     self.model = self._read()
-                except KsmError:
+                except SamepageError:
                     pass
             result['units'] = self.units_report()
         return result
 
 
+def argument_spec():
+    return dict(
+        name=dict(type='str', required=True, choices=['ksm', 'ksmtuned']),
+        state=dict(type='str', choices=['started', 'stopped', 'restarted', 'retuned']),
+        enabled=dict(type='bool'),
+        unmask=dict(type='bool', default=False),
+        must_exist=dict(type='bool', default=True),
+    )
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type='str', required=True, choices=['ksm', 'ksmtuned']),
-            state=dict(type='str', choices=['started', 'stopped', 'restarted', 'retuned']),
-            enabled=dict(type='bool'),
-            unmask=dict(type='bool', default=False),
-            must_exist=dict(type='bool', default=True),
-        ),
+    module = _options.new_module(
+        argument_spec(),
         required_one_of=[('state', 'enabled')],
         supports_check_mode=True,
     )
     service = KsmService(module)
     try:
         result = service.run()
-    except KsmError as err:
-        details = service.failure()
-        if not details.get('package') and err.details.get('package'):
-            details['package'] = err.details['package']
-        module.fail_json(msg=err.msg, **details)
+    except SamepageError as err:
+        fail(module, err, service.failure())
     module.exit_json(**result)
 
 

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_sysfs
 short_description: Set the Kernel Same-page Merging (KSM) knobs of /sys/kernel/mm/ksm, optionally for every boot
@@ -151,6 +147,7 @@ options:
 extends_documentation_fragment:
   - samepage.ksm._ksm.attributes
   - samepage.ksm._ksm.memory_check
+  - samepage.ksm._ksm.host_lock
 attributes:
   check_mode:
     support: full
@@ -385,40 +382,50 @@ diff:
       after: {pages_to_scan: 1000, run: 1}
 '''
 
-import errno
-
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
-INT_KNOBS = ('pages_to_scan', 'sleep_millisecs', 'max_page_sharing', 'stable_node_chains_prune_millisecs',
-             'advisor_max_cpu', 'advisor_min_pages_to_scan', 'advisor_max_pages_to_scan', 'advisor_target_scan_time')
-BOOL_KNOBS = ('use_zero_pages', 'smart_scan')
-# Details of a KsmError worth handing back with the failure.
-ERROR_DETAILS = ('knob', 'value', 'errno', 'needed_bytes', 'budget_bytes', 'option')
+# Knobs whose option is not the kernel value: run is a bool (0/1; 2 is ksm_unmerge's business) and
+# merge_across_nodes a NUMA policy (auto/always/never).
+POLICY_OPTIONS = {
+    'run': dict(type='bool'),
+    'merge_across_nodes': dict(type='str', choices=['auto', 'always', 'never']),
+}
+OPTION_TYPES = {_ksm.UINT: 'int', _ksm.ULONG: 'int', _ksm.INT: 'int', _ksm.BOOL: 'bool', _ksm.CHOICE: 'str'}
+
+
+def knob_options():
+    """One option per writable knob of the catalogue, typed after it (the kernel's range is checked by
+    _ksm.validate, which names the knob)."""
+    spec = {}
+    for knob in _ksm.WRITABLE_KNOBS:
+        if knob.name in POLICY_OPTIONS:
+            spec[knob.name] = dict(POLICY_OPTIONS[knob.name])
+            continue
+        spec[knob.name] = dict(type=OPTION_TYPES[knob.kind])
+        if knob.kind == _ksm.CHOICE:
+            spec[knob.name]['choices'] = list(knob.choices)
+    return spec
 
 
 def argument_spec():
-    spec = dict(
-        run=dict(type='bool'),
-        advisor_mode=dict(type='str', choices=['none', 'scan-time']),
-        merge_across_nodes=dict(type='str', choices=['auto', 'always', 'never']),
+    spec = knob_options()
+    spec.update(
         unmerge_if_busy=dict(type='bool', default=False),
-        memory_margin=dict(type='str', default='5%'),
         skip_missing=dict(type='bool', default=False),
         persist=dict(type='bool', default=False),
         persist_mode=dict(type='str', choices=list(_ksm_boot.MODES), default='merge'),
     )
-    for name in INT_KNOBS:
-        spec[name] = dict(type='int')
-    for name in BOOL_KNOBS:
-        spec[name] = dict(type='bool')
+    spec.update(_options.memory_check())
+    spec.update(_options.host_lock())
     return spec
 
 
 def knobs_of(state):
     """The writable knobs of a read_state() result."""
-    return dict((name, state[name]) for name in _ksm.WRITE_ORDER if name in state)
+    return {name: state[name] for name in _ksm.WRITE_ORDER if name in state}
 
 
 def as_list(writes):
@@ -429,19 +436,6 @@ def describe_writes(writes):
     return ', '.join('%s=%s' % (name, _ksm.encode(name, value)) for name, value in writes)
 
 
-def predict(state, writes):
-    """The state after writes, with the kernel's side effects (advisor_mode resets pages_to_scan, ...)."""
-    predicted = dict(state)
-    for name, value in writes:
-        _ksm.Ksm._predict(predicted, name, value)
-    return predicted
-
-
-def unmerge_writes(state):
-    """The writes Ksm.unmerge makes: run=2, preceded by run=0 when run already reads 2."""
-    return ([('run', 0)] if state.get('run') == 2 else []) + [('run', 2)]
-
-
 class SysfsTask:
     """One run of the module: read, validate and plan everything, then write (unless in check mode)."""
 
@@ -450,14 +444,15 @@ class SysfsTask:
         self.params = module.params
         self.ksm = _ksm.Ksm()
         self.result = dict(changed=False, writes=[], skipped_knobs=[])
+        self.boot_committed = False
 
     # -- what is asked ------------------------------------------------------------------------------
     def wanted(self, state, nodes):
         """The task's knobs as kernel values ({name: value}), validated by Ksm.plan later."""
         params = self.params
         wanted = {}
-        for name in INT_KNOBS + BOOL_KNOBS + ('advisor_mode',):
-            if params[name] is not None:
+        for name in _ksm.WRITE_ORDER:
+            if name not in POLICY_OPTIONS and params[name] is not None:
                 wanted[name] = params[name]
         if params['run'] is not None:
             wanted['run'] = 1 if params['run'] else 0
@@ -474,33 +469,62 @@ class SysfsTask:
     def run(self):
         params = self.params
         result = self.result
-        _ksm.parse_margin(params['memory_margin'], 0)   # its syntax, before anything else
-
         state = self.ksm.read_state()
         nodes = _ksm.numa_nodes_with_memory()
         before = knobs_of(state)
         result.update(before=before, numa_nodes=nodes)
 
         wanted = self.wanted(state, nodes)
-        writes, missing = self.ksm.plan(state, wanted, skip_missing=params['skip_missing'])
-        applied = dict((name, value) for name, value in wanted.items() if name not in missing)
-        if missing:
-            result['skipped_knobs'] = sorted(missing, key=_ksm.WRITE_ORDER.index)
+        plan = self.ksm.plan_change(state, wanted, skip_missing=params['skip_missing'],
+                                    unmerge_if_busy=params['unmerge_if_busy'], margin=params['memory_margin'])
+        applied = plan.applied
+        if plan.missing:
+            result['skipped_knobs'] = sorted(plan.missing, key=_ksm.WRITE_ORDER.index)
             self.module.warn('Skipped %s: not available on this kernel (%s), skip_missing=true'
                              % (', '.join(result['skipped_knobs']), _ksm.kernel_release()))
 
-        busy = self.ksm.blocked_by_sharing(state, writes)
-        unmerge = bool(busy)
-        if busy and not params['unmerge_if_busy']:
-            raise _ksm.KsmError(self.busy_message(state, writes, busy), knob=busy[0])
-        run_target = applied['run'] if 'run' in applied else state.get('run')
-        if unmerge:
-            self.check_memory(state)
-            sequence = unmerge_writes(state)
-            writes = sequence + self.plan_after_unmerge(predict(state, sequence), applied, run_target)
+        boot_plan, persisted = self.plan_boot(applied)
+        self.warn_competing_managers(applied)
 
+        boot_changed = boot_plan is not None and boot_plan.changed
+        result['changed'] = plan.changed or boot_changed
+        if self.module.check_mode:
+            writes = plan.writes
+            after = knobs_of(plan.predicted)
+            if plan.unmerge:
+                result['unmerged'] = plan.unmerge_figures()
+        else:
+            if boot_plan is not None:
+                boot_plan.stage()     # a read-only /etc fails here, before anything is written
+            try:
+                writes = self.ksm.execute(plan)
+            except _ksm.KsmError:
+                if boot_plan is not None:
+                    boot_plan.abandon()
+                raise
+            if plan.unmerged is not None:
+                result['unmerged'] = plan.unmerged
+            if boot_plan is not None and boot_plan.commit(self.module.atomic_move):
+                self.boot_committed = True
+                self.daemon_reload()
+            after = knobs_of(self.ksm.read_state()) if writes else before
+        result['writes'] = as_list(writes)
+        result['after'] = after
+        result['msg'] = self.message(writes, boot_changed, persisted)
+        if self.module._diff:
+            diff = [dict(before_header=self.ksm.io.root, after_header=self.ksm.io.root, before=before, after=after)]
+            if boot_plan is not None:
+                diff.extend(boot_plan.diff())
+            result['diff'] = diff
+        return result
+
+    # -- checks -------------------------------------------------------------------------------------
+    def plan_boot(self, applied):
+        """(BootPlan or None, the knobs the boot configuration will apply): persist=true plans the unit;
+        persist=false only reads it, to warn where it will change the live values back at the next boot."""
+        params = self.params
         boot = _ksm_boot.BootConfig()
-        result['boot_unit'] = boot.unit_path
+        self.result['boot_unit'] = boot.unit_path
         boot_plan = None
         try:
             persisted_before = boot.read()
@@ -517,69 +541,18 @@ class SysfsTask:
         else:
             persisted = persisted_before
             self.warn_boot_conflicts(persisted_before, applied, boot)
-        result['persisted'] = persisted
+        self.result['persisted'] = persisted
+        return boot_plan, persisted
 
+    def warn_competing_managers(self, applied):
         managers = _ksm.competing_managers(list(applied))
-        result['competing_managers'] = managers
+        self.result['competing_managers'] = managers
         for program in sorted(managers):
             self.module.warn(
                 '%s is running and rewrites %s every monitor interval (60 s by default): the values this task '
                 'set for them will be overwritten at its next interval. Stop it with samepage.ksm.ksm_service '
                 '(name=%s state=stopped enabled=false), or tune it with the samepage.ksm.ksmtuned role instead '
                 'of setting these knobs.' % (program, ', '.join(managers[program]), program))
-
-        boot_changed = boot_plan is not None and boot_plan.changed
-        result['changed'] = bool(writes) or boot_changed
-        if self.module.check_mode:
-            after = knobs_of(predict(state, writes))
-            result['writes'] = as_list(writes)
-            if unmerge:
-                result['unmerged'] = self.unmerged_figures(state, None)
-        else:
-            if boot_plan is not None:
-                boot_plan.stage()     # a read-only /etc fails here, before anything is written
-            try:
-                if unmerge:
-                    writes = self.apply_with_unmerge(state, applied, run_target)
-                elif writes:
-                    writes = self.apply(state, writes, applied, run_target)
-            except _ksm.KsmError:
-                if boot_plan is not None:
-                    boot_plan.abandon()
-                raise
-            result['writes'] = as_list(writes)
-            if boot_plan is not None and boot_plan.commit(self.module.atomic_move):
-                self.daemon_reload()
-            after = knobs_of(self.ksm.read_state()) if writes else before
-        result['after'] = after
-        result['msg'] = self.message(writes, boot_changed, persisted)
-        if self.module._diff:
-            diff = [dict(before_header=self.ksm.io.root, after_header=self.ksm.io.root, before=before, after=after)]
-            if boot_plan is not None:
-                diff.extend(boot_plan.diff())
-            result['diff'] = diff
-        return result
-
-    # -- checks -------------------------------------------------------------------------------------
-    @staticmethod
-    def busy_message(state, writes, busy):
-        changes = ', '.join('%s (%s -> %s)' % (name, _ksm.encode(name, state.get(name)), _ksm.encode(name, value))
-                            for name, value in writes if name in busy)
-        return ('Cannot change %s while KSM pages are shared (pages_shared=%s, pages_sharing=%s): the kernel refuses '
-                'to change merge_across_nodes and max_page_sharing (EBUSY) until every KSM page is unmerged. Nothing '
-                'was changed. Unmerge first with samepage.ksm.ksm_unmerge, or set unmerge_if_busy=true to let this '
-                'task unmerge (run=2; it needs about %s of memory), make the change and put run back.'
-                % (changes, state.get('pages_shared', 0), state.get('pages_sharing', 0),
-                   _ksm.human_bytes(_ksm.unmerge_cost(state))))
-
-    def check_memory(self, state):
-        """The memory check an unmerge needs (as samepage.ksm.ksm_unmerge makes it); raises with both figures."""
-        budget = _ksm.UnmergeBudget(self.params['memory_margin'])
-        try:
-            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
-                                              'less is shared')
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
 
     def warn_boot_conflicts(self, persisted, applied, boot):
         conflicts = ['%s=%s' % (name, _ksm.encode(name, persisted[name]))
@@ -590,73 +563,6 @@ class SysfsTask:
                              'at the next boot. Use persist=true to update it.' % (boot.unit_path, ', '.join(conflicts)))
 
     # -- writing ------------------------------------------------------------------------------------
-    def plan_after_unmerge(self, current, applied, run_target):
-        """Writes after an unmerge: the knobs, then run put back exactly (a live 2 satisfies 0 for plan())."""
-        wanted = dict(applied)
-        wanted['run'] = run_target
-        writes, dummy = self.ksm.plan(current, wanted)
-        if current.get('run') != run_target and not any(name == 'run' for name, dummy in writes):
-            writes.append(('run', run_target))
-        return writes
-
-    def apply(self, state, writes, applied, run_target):
-        """Plain writes. EBUSY with nothing shared means stale stable nodes: with unmerge_if_busy, unmerge."""
-        try:
-            self.ksm.apply(writes, state)
-            return writes
-        except _ksm.KsmError as err:
-            if err.details.get('errno') != errno.EBUSY or not self.params['unmerge_if_busy']:
-                raise
-        # Ksm.apply has undone what it wrote; the unmerge clears what holds the knob.
-        current = self.ksm.read_state()
-        self.check_memory(current)
-        return self.apply_with_unmerge(current, applied, run_target)
-
-    def apply_with_unmerge(self, state, applied, run_target):
-        """run=2, the knobs, run put back; one more unmerge and retry if the kernel still says EBUSY."""
-        done = []
-        figures = self.unmerged_figures(state, 0.0)
-        try:
-            current = state
-            for attempt in (1, 2):
-                sequence = unmerge_writes(current)
-                seconds, current = self.ksm.unmerge_verified(current)
-                done.extend(sequence)
-                figures['duration'] += seconds
-                writes = self.plan_after_unmerge(current, applied, run_target)
-                try:
-                    self.ksm.apply(writes, current)
-                except _ksm.KsmError as err:
-                    if err.details.get('errno') != errno.EBUSY or attempt == 2:
-                        raise
-                    # Stale stable nodes (exited processes) can hold the knob after the unmerge; another
-                    # unmerge (run 0 then 2) removes them.
-                    current = self.ksm.read_state()
-                    continue
-                done.extend(writes)
-                break
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError(err.msg + self.restore_run(state), **err.details)
-        figures['duration'] = round(figures['duration'], 3)
-        self.result['unmerged'] = figures
-        return done
-
-    def restore_run(self, state):
-        """After a failure past the unmerge: put run back as it was; the sentence saying so."""
-        previous = state.get('run')
-        try:
-            current = self.ksm.read_state()
-            if current.get('run') != previous:
-                self.ksm.write('run', previous, current)
-        except _ksm.KsmError as err:
-            return ' KSM had been unmerged for the change; run could not be put back to %s: %s' % (previous, err.msg)
-        return ' KSM had been unmerged for the change (run=2); run was put back to %s.' % previous
-
-    @staticmethod
-    def unmerged_figures(state, duration):
-        pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
-        return dict(pages=pages, bytes=_ksm.unmerge_cost(state), duration=duration)
-
     def daemon_reload(self):
         systemctl = self.module.get_bin_path('systemctl')
         if systemctl is None:
@@ -667,6 +573,26 @@ class SysfsTask:
                                 % (rc, (err or out).strip()))
 
     # -- reporting ----------------------------------------------------------------------------------
+    def partial(self):
+        """The result of a task that failed: what it found, the writes the kernel accepted (undo writes
+        included), the knobs read back, and changed only if the host really is different now."""
+        result = dict(self.result)
+        journal = self.ksm.journal
+        result['writes'] = as_list(journal)
+        unmerged = ('run', 2) in journal
+        if not unmerged:
+            result.pop('unmerged', None)
+        result.pop('after', None)
+        changed = unmerged or self.boot_committed
+        if 'before' in result:
+            try:
+                result['after'] = knobs_of(self.ksm.read_state())
+                changed = changed or result['after'] != result['before']
+            except _errors.SamepageError:
+                changed = changed or bool(journal)   # cannot look: what was written counts
+        result['changed'] = changed
+        return result
+
     def message(self, writes, boot_changed, persisted):
         verb = 'Would set' if self.module.check_mode else 'Set'
         parts = []
@@ -691,13 +617,14 @@ class SysfsTask:
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     task = SysfsTask(module)
     try:
-        result = task.run()
-    except _ksm.KsmError as err:
-        details = dict((key, err.details[key]) for key in ERROR_DETAILS if key in err.details)
-        module.fail_json(msg=err.msg, **details)
+        _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
+        with _options.writer_lock(module, 'ksm_sysfs'):
+            result = task.run()
+    except _errors.SamepageError as err:
+        _errors.fail(module, err, task.partial())
     module.exit_json(**result)
 
 

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_unmerge
 short_description: Unmerge every Kernel Same-page Merging (KSM) page, after checking that memory allows it
@@ -53,6 +49,7 @@ options:
 extends_documentation_fragment:
   - samepage.ksm._ksm.attributes
   - samepage.ksm._ksm.memory_check
+  - samepage.ksm._ksm.host_lock
 attributes:
   check_mode:
     support: full
@@ -192,9 +189,10 @@ diff:
     after: {run: 2, pages_shared: 0, pages_sharing: 0, ksm_zero_pages: 0}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 RUN_FOR = {'stopped': 2, 'running': 1}
 
@@ -221,25 +219,28 @@ def sharing_view(state):
     return view
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            ksmd=dict(type='str', default='stopped', choices=['stopped', 'running']),
-            memory_margin=dict(type='str', default='5%'),
-            force=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    spec = dict(
+        ksmd=dict(type='str', default='stopped', choices=['stopped', 'running']),
+        force=dict(type='bool', default=False),
     )
+    spec.update(_options.memory_check())
+    spec.update(_options.host_lock())
+    return spec
+
+
+def main():
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     ksmd = module.params['ksmd']
     wanted_run = RUN_FOR[ksmd]
     result = dict(changed=False, pages_unmerged=0, bytes_unmerged=0, duration=0.0)
+    ksm = _ksm.Ksm()
     try:
-        run(module, _ksm.Ksm(), ksmd, wanted_run, result)
-    except _ksm.KsmError as err:
-        for key in ('needed_bytes', 'budget_bytes'):
-            if key in err.details:
-                result[key] = err.details[key]
-        module.fail_json(msg=err.msg, **result)
+        _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
+        with _options.writer_lock(module, 'ksm_unmerge'):
+            run(module, ksm, ksmd, wanted_run, result)
+    except _errors.SamepageError as err:
+        _errors.fail(module, err, result)
     module.exit_json(**result)
 
 
@@ -257,22 +258,18 @@ def run(module, ksm, ksmd, wanted_run, result):
         return
 
     state = ksm.read_state()
-    shared = _ksm.sharing_left(state)
+    plan = ksm.plan_unmerge(state, wanted_run)
     live_run = state.get('run')
-    pages = int(state.get('pages_sharing', 0)) + int(state.get('ksm_zero_pages', 0))
+    pages = _ksm.unmerge_pages(state)
     needed = _ksm.unmerge_cost(state, page_bytes)
     result.update(run_before=live_run, run_after=live_run, needed_bytes=needed)
 
-    # run=0 with nothing shared is "stopped, nothing merged" as much as run=2 is.
-    in_place = _ksm.same('run', live_run, wanted_run) or (wanted_run == 2 and live_run == 0)
-    if not shared and in_place:
+    if not plan.changed:
         result['msg'] = 'Nothing is shared and ksmd is already %s (run=%s)' % (ksmd, live_run)
         set_diff(module, result, state, state)
         return
 
-    # An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
-    # scan metadata; with nothing shared it costs nothing).
-    unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
+    unmerge = plan.unmerge
     if unmerge and needed:
         try:
             budget.check(state, page_bytes)
@@ -285,12 +282,7 @@ def run(module, ksm, ksmd, wanted_run, result):
         module.warn('%s is running and rewrites run: it will start ksmd again and merge pages again. Stop it '
                     'first (samepage.ksm.ksm_service name=%s state=stopped).' % (program, program))
 
-    predicted = dict(state)
-    if unmerge:
-        for name in _ksm.SHARING_COUNTERS:
-            if name in predicted:
-                predicted[name] = 0
-    predicted['run'] = wanted_run
+    predicted = plan.predicted
     result.update(changed=True, run_after=wanted_run, pages_unmerged=pages, bytes_unmerged=pages * page_bytes)
 
     if module.check_mode:
@@ -298,26 +290,45 @@ def run(module, ksm, ksmd, wanted_run, result):
         result['msg'] = describe(True, unmerge, pages, page_bytes, ksmd, wanted_run)
         return
 
-    after = state
-    if unmerge:
-        seconds, after = ksm.unmerge_verified(state)
-        result['duration'] = round(seconds, 3)
-        if pages:
-            module.warn(CGROUP_WARNING)
-    if wanted_run == 1:
-        try:
-            ksm.write('run', 1, after)
-        except _ksm.KsmError as err:
-            raise _ksm.KsmError('%s Everything was unmerged; ksmd is left stopped (run=%s).'
-                                % (err.msg, after.get('run')), **err.details)
+    try:
+        after = state
+        if unmerge:
+            seconds, after = ksm.unmerge_verified(state)
+            result['duration'] = round(seconds, 3)
+            if pages:
+                module.warn(CGROUP_WARNING)
+        if wanted_run == 1:
+            try:
+                ksm.write('run', 1, after)
+            except _ksm.KsmError as err:
+                raise _ksm.KsmError('%s Everything was unmerged; ksmd is left stopped (run=%s).'
+                                    % (err.msg, after.get('run')), **err.details)
+    except _errors.SamepageError:
+        report_failure(ksm, state, page_bytes, result)
+        raise
     after = ksm.read_state()
     result['run_after'] = after.get('run')
     try:
         result['memory_after'] = memory(_ksm.read_meminfo())
-    except (IOError, OSError) as err:   # the unmerge is done: report it, without the figures afterwards
+    except OSError as err:   # the unmerge is done: report it, without the figures afterwards
         module.warn('Cannot read the memory figures of the host after the unmerge: %s' % err)
     set_diff(module, result, state, after)
     result['msg'] = describe(False, unmerge, pages, page_bytes, ksmd, wanted_run, result['duration'])
+
+
+def report_failure(ksm, before, page_bytes, result):
+    """The figures of a run that failed half way, from the state read back: the kernel may have refused
+    run=2 (nothing happened), stopped the unmerge half done (run=0), or unmerged before a later step failed."""
+    try:
+        after = ksm.read_state()
+    except _errors.SamepageError:
+        after = None
+    if after is None:
+        result.update(changed=bool(ksm.journal), run_after=None)
+        return
+    pages = max(0, _ksm.unmerge_pages(before) - _ksm.unmerge_pages(after))
+    result.update(run_after=after.get('run'), pages_unmerged=pages, bytes_unmerged=pages * page_bytes,
+                  changed=bool(ksm.journal) or after.get('run') != before.get('run') or pages > 0)
 
 
 def describe(check, unmerge, pages, page_bytes, ksmd, wanted_run, seconds=0.0):

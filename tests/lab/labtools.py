@@ -27,6 +27,7 @@ import sys
 import tempfile
 
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import ModuleResult, run_module, run_playbook
+from ansible_collections.samepage.ksm.tests.support.four_steps import FOUR_STEPS, assert_four_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABCTL_PATH = os.path.join(REPO, 'lab', 'labctl.py')
@@ -61,9 +62,6 @@ def _brief(result):
     return json.dumps(dict((k, result.get(k)) for k in keys if k in result), default=str)
 
 
-# The four steps of the idiom: (name, check mode, changed expected).
-FOUR_STEPS = (('check mode', True, True), ('apply', False, True), ('apply again', False, False),
-              ('check mode again', True, False))
 
 
 def steps(lab, guest, name, args, diff=True):
@@ -97,13 +95,8 @@ def four_steps(lab, guest, name, args, diff=True):
     """The four-step idiom on a guest, asserted: check (changed), apply (changed), apply (unchanged),
     check (unchanged). Returns the four results; the caller asserts the real state afterwards."""
     results = steps(lab, guest, name, args, diff=diff)
-    for (step, _check, expected), result in zip(FOUR_STEPS, results):
-        assert not result['failed'], '%s on %s, %s: %s\n%s' % (
-            name, guest.name, step, _brief(result), result.output[-3000:])
-        assert result['changed'] is expected, '%s on %s, %s: changed=%s, expected %s: %s' % (
-            name, guest.name, step, result['changed'], expected, _brief(result))
-    assert len(results) == len(FOUR_STEPS), results
-    return results
+    return assert_four_steps(results, describe=lambda result: '%s on %s: %s\n%s' % (
+        name, guest.name, _brief(result), result.output[-3000:]))
 
 
 def read_ksm(guest):

@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from ansible_collections.samepage.ksm.tests.lab.labtools import FOUR_STEPS, steps
+from ansible_collections.samepage.ksm.tests.lab.labtools import steps
+from ansible_collections.samepage.ksm.tests.support.four_steps import assert_four_steps
 from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 
 KSM = 'ksm.service'
@@ -88,9 +89,7 @@ class Service:
         The four steps are the four tasks of one ansible-playbook run (labtools.steps); that check mode
         changed nothing shows in what the apply step found before it acted."""
         results = steps(self.lab, self.guest, 'samepage.ksm.ksm_service', args)
-        for (step, _check, _changed), result in zip(FOUR_STEPS, results):
-            assert not result.get('failed'), '%s: %s' % (step, result.get('msg'))
-        assert len(results) == 4, results
+        assert_four_steps(results, describe=lambda result: result.get('msg'))
         first, second, third, fourth = results
         assert first['changed'] is True, first
         for name, entry in first['units'].items():    # check mode left every unit as it was

@@ -25,6 +25,7 @@ import pytest
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module, run_playbook
+from ansible_collections.samepage.ksm.tests.support.four_steps import four_steps as shared_four_steps
 from ansible_collections.samepage.ksm.tests.support.ksm_host import writable_knobs
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
@@ -50,22 +51,13 @@ def other(current, *candidates):
 def four_steps(host, args, diff=False):
     """check (changed, nothing written), apply (changed), apply (unchanged), check (unchanged)."""
     before = settings(host)
-    checked = sysfs(args, check=True, diff=diff)
-    assert checked['failed'] is False, checked.output
-    assert checked['changed'] is True, checked
-    assert settings(host) == before, 'check mode changed the kernel'
-    applied = sysfs(args, diff=diff)
-    assert applied['failed'] is False, applied.output
-    assert applied['changed'] is True
+    checked, applied, again, dummy = shared_four_steps(
+        lambda check: sysfs(args, check=check, diff=diff), observe=lambda: settings(host),
+        describe=lambda result: result.output)
     assert applied['before'] == before
     assert applied['after'] == settings(host) == checked['after']
     assert applied['writes'] == checked['writes']
-    again = sysfs(args, diff=diff)
-    assert again['failed'] is False and again['changed'] is False, again
     assert again['writes'] == [] and again['before'] == again['after'] == applied['after']
-    checked_again = sysfs(args, check=True, diff=diff)
-    assert checked_again['failed'] is False and checked_again['changed'] is False
-    assert settings(host) == applied['after']
     return checked, applied
 
 

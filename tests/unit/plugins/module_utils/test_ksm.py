@@ -585,6 +585,16 @@ def test_parse_margin_refuses_bad_input(text):
     assert err.details == {'option': 'memory_margin'}
 
 
+@pytest.mark.parametrize('text', ['5%\n', '512M\n', '\n5%', '5\n%', '１２G', '٣', '9' * 400 + 'G', '9' * 400,
+                                  '1' * 16, '99999999T', 5.0, [], {}])
+def test_parse_margin_refuses_line_breaks_unicode_digits_and_the_enormous(text):
+    """Issue #11: `$` let a final newline through, \\d took any Unicode digit, and a 400-digit size
+    overflowed float into int(inf): OverflowError, a traceback."""
+    err = error_of(_ksm.parse_margin, text, 24 * GIB)
+    assert 'Invalid memory margin %r' % (text,) in err.msg
+    assert err.details == {'option': 'memory_margin'}
+
+
 def test_parse_margin_refuses_more_than_everything():
     err = error_of(_ksm.parse_margin, '101%', 24 * GIB)
     assert 'cannot exceed 100%' in err.msg

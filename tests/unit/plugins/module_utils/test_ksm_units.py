@@ -12,7 +12,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units, _systemd
-from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils._systemd import SystemdError
 from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 from ansible_collections.samepage.ksm.tests.unit.fakes.os_release import OS_RELEASES
 
@@ -191,7 +191,7 @@ def test_resolution_proxmox_and_its_missing_ksm():
     assert found.units == {'ksm': None, 'ksmtuned': 'ksmtuned.service'}
     assert found.ksmtuned_requires_ksm is False
     assert found.package('ksmtuned') == 'ksm-control-daemon' and found.package('ksm') is None
-    with pytest.raises(KsmError) as caught:
+    with pytest.raises(SystemdError) as caught:
         found.require('ksm')
     assert 'has no ksm unit' in caught.value.msg
     assert found.require('ksmtuned') == 'ksmtuned.service'

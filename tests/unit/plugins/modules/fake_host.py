@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A fake host for module unit tests: the fake KSM kernel plus /proc, /proc/meminfo and NUMA nodes
-under a temporary directory, wired into the kernel layer (_ksm) by monkeypatching the paths it reads.
+"""A fake host for module unit tests: the fake KSM kernel plus /proc, /proc/meminfo, NUMA nodes and
+the host lock's file under a temporary directory, wired into the kernel layer (_ksm) by monkeypatching the paths it reads.
 
     host = FakeHost(tmp_path, monkeypatch, preset='6.1')
     host.kernel.share(100, 1500)
@@ -46,6 +46,9 @@ class FakeHost:
         monkeypatch.setattr(_ksm, 'NODE_DIR', str(self.node_dir))
         monkeypatch.setattr(_ksm, 'kernel_release', lambda: kernel_release)
         monkeypatch.setattr(_ksm, 'page_size', lambda: PAGE_SIZE)
+        # The host lock of KSM writers: a directory of its own (missing, as /run/lock may be), never the real one.
+        self.lock_path = str(tmp_path / 'run-lock' / 'samepage-ksm.lock')
+        monkeypatch.setattr(_ksm, 'LOCK_PATH', self.lock_path)
 
     def meminfo(self, mem_total=24 * GIB, mem_available=20 * GIB, swap_free=0, swap_total=None):
         kib = 1024

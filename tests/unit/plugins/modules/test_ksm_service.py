@@ -16,6 +16,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units, _systemd
 from ansible_collections.samepage.ksm.plugins.modules import ksm_service
+from ansible_collections.samepage.ksm.tests.support.four_steps import four_steps
 from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 from ansible_collections.samepage.ksm.tests.unit.fakes.os_release import OS_RELEASES
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -58,19 +59,15 @@ class Host:
     def four_steps(self, **args):
         """The change in check mode, for real, again, again in check mode -> the four results."""
         calls = len(self.systemd.calls)
-        first = self.run(check_mode=True, **args)
-        assert not [c for c in self.systemd.calls[calls:] if c in self.systemd.mutating_calls()], \
-            'check mode ran a mutating systemctl command'
-        assert first['failed'] is False, first['msg']
-        assert first['changed'] is True
-        second = self.run(**args)
-        assert second['failed'] is False, second['msg']
-        assert second['changed'] is True
-        third = self.run(**args)
-        assert third['failed'] is False and third['changed'] is False and third['actions'] == []
-        calls = len(self.systemd.calls)
-        fourth = self.run(check_mode=True, **args)
-        assert fourth['failed'] is False and fourth['changed'] is False
+
+        def run(check):
+            nonlocal calls
+            calls = len(self.systemd.calls)
+            return self.run(check_mode=check, **args)
+
+        first, second, third, fourth = four_steps(run, observe=self.systemd.mutating_calls,
+                                                  describe=lambda result: result['msg'])
+        assert third['actions'] == []
         assert self.systemd.calls[calls:] and all(c[1] in fakes.QUERIES for c in self.systemd.calls[calls:])
         # check mode predicted what the real run did (the states; an unmasked unit's enablement is
         # the one thing check mode cannot know)

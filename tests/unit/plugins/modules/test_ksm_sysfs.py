@@ -20,6 +20,7 @@ from ansible.module_utils import basic
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
 from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
+from ansible_collections.samepage.ksm.tests.support.four_steps import four_steps as shared_four_steps
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import PAGE_SIZE
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import GIB, FakeHost
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -48,21 +49,11 @@ def host(tmp_path, monkeypatch):
 
 def four_steps(kernel, args, diff=False):
     """check (changed), apply (changed), apply (unchanged), check (unchanged); returns the four results."""
-    checked = sysfs(args, check_mode=True, diff=diff)
-    assert checked['failed'] is False, checked['msg']
-    assert checked['changed'] is True
-    assert kernel.writes == [], 'check mode wrote %r' % kernel.writes
-    applied = sysfs(args, diff=diff)
-    assert applied['failed'] is False, applied['msg']
-    assert applied['changed'] is True
-    written = list(kernel.writes)
-    again = sysfs(args, diff=diff)
-    assert again['failed'] is False and again['changed'] is False, again
-    assert again['writes'] == []
-    checked_again = sysfs(args, check_mode=True, diff=diff)
-    assert checked_again['failed'] is False and checked_again['changed'] is False
-    assert kernel.writes == written, 'the unchanged runs wrote %r' % kernel.writes[len(written):]
-    return checked, applied, again, checked_again
+    assert kernel.writes == [], 'the fake kernel was written before the four steps'
+    results = shared_four_steps(lambda check: sysfs(args, check_mode=check, diff=diff),
+                                observe=lambda: list(kernel.writes), describe=lambda result: result['msg'])
+    assert results[2]['writes'] == []
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Issue #11: every option of every module, thrown hostile values (huge, negative, float, unicode digits,
+line breaks, empty, wrong type, NaN/inf) must give a clean failure naming the option, or a documented
+normalisation. Never a traceback.
+
+Each value goes through the module's real argument spec (Ansible's own validator, as AnsibleModule
+runs it) and then through the module itself in check mode on a fake host. Documented normalisations
+(NORMALISED below) are those of Ansible's option types, which the module documentation relies on:
+an int option takes what Python's int() takes from a string through decimal.Decimal (surrounding
+blanks and line breaks, any Unicode decimal digits: '１２' is 12, '٣' is 3; an exponent: '1e3' is 1000)
+and a float with an integral value, up to 30 digits (new_module refuses more, and infinities); a bool option
+takes Ansible's boolean spellings; a str option takes a number as its decimal text. The module then
+checks the normalised value against its own bounds (the kernel's range for a knob), naming the option.
+
+A new module joins by adding a row to MODULES (the tuner module ksm_tuner: its main, its
+argument_spec() and the arguments it requires).
+"""
+
+import decimal
+import math
+
+import pytest
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
+from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
+from ansible_collections.samepage.ksm.plugins.modules import ksm_info
+from ansible_collections.samepage.ksm.plugins.modules import ksm_service
+from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
+from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
+from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
+from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
+
+# module name: (main, argument_spec function, arguments every call needs, failures that are about the
+# host rather than the input: a run that reaches them accepted the input)
+MODULES = {
+    'ksm_sysfs': (ksm_sysfs.main, ksm_sysfs.argument_spec, {}, ()),
+    'ksm_unmerge': (ksm_unmerge.main, ksm_unmerge.argument_spec, {}, ()),
+    'ksm_info': (ksm_info.main, ksm_info.argument_spec, {}, ()),
+    'ksm_service': (ksm_service.main, ksm_service.argument_spec, {'name': 'ksm', 'state': 'started'},
+                    ('systemd is not running as PID 1',)),
+    # 'ksm_tuner': (ksm_tuner.main, ksm_tuner.argument_spec, {...}, ()),
+}
+
+HOSTILE = [
+    10 ** 30, 2 ** 64, 2 ** 32, -1, -(10 ** 30), 1.5, 1e308, -0.0,
+    float('nan'), float('inf'), float('-inf'), 'nan', 'NaN', 'inf', '-inf', '1e400', '1e3',
+    '１２', '٣', '12\n', '\n', 'a\nb', '5%\n', '', ' ', '0x10', '+5', '-5', '9' * 400, '9' * 400 + 'G',
+    'x' * 5000, "'; rm -rf /; echo '", '../../etc/passwd', '\x00', [], {}, [1], {'a': 1}, True, False,
+]
+
+# Refusals of ansible-core itself that do not name the option: a NUL byte cannot be logged to syslog.
+ANSIBLE_FAILURES = ('Failed to log to syslog (embedded null character)',)
+
+# What Ansible's option types make of a value that they accept (see the module docstring).
+BOOL_SPELLINGS = {'yes', 'no', 'true', 'false', 'on', 'off', '1', '0', 'y', 'n', 't', 'f', '1.0', '0.0'}
+
+
+def normalised_ok(spec, given, value):
+    kind = spec.get('type', 'str')
+    if kind == 'int':
+        if isinstance(given, str):
+            return value == int(decimal.Decimal(given.strip()))
+        return isinstance(given, (int, float)) and isinstance(value, int) and value == given
+    if kind == 'bool':
+        return isinstance(value, bool) and (given in (0, 1) or str(given).lower() in BOOL_SPELLINGS)
+    if kind == 'str':
+        if 'choices' in spec:
+            return value in spec['choices']
+        return value == (given if isinstance(given, str) else str(given))
+    raise AssertionError('no normalisation documented for type %s' % kind)
+
+
+def cases():
+    for module_name, (dummy, spec_of, dummy, dummy) in sorted(MODULES.items()):
+        for option in sorted(spec_of()):
+            for value in HOSTILE:
+                yield pytest.param(module_name, option, value, id='%s-%s-%r' % (module_name, option, value)[:90])
+
+
+@pytest.fixture(autouse=True)
+def host(tmp_path, monkeypatch):
+    monkeypatch.setattr(_ksm_boot, 'UNIT_DIR', str(tmp_path / 'etc-systemd-system'))
+    monkeypatch.setattr(_ksm_boot, 'SYSTEMD_RUN_DIR', str(tmp_path / 'run-systemd-system'))
+    monkeypatch.setattr(_systemd, 'RUNTIME_DIR', str(tmp_path / 'no-systemd'))
+    fake = FakeHost(tmp_path, monkeypatch, run=1)
+    fake.kernel.share(10, 20)
+    return fake
+
+
+@pytest.mark.parametrize('module_name, option, value', list(cases()))
+def test_hostile_value_fails_naming_the_option_or_is_normalised(host, module_name, option, value):
+    main, spec_of, required, host_failures = MODULES[module_name]
+    spec = spec_of()
+    args = dict(required)
+    args[option] = value
+    if _options._beyond_int(value) and spec[option].get('type') == 'int':
+        checked = None      # ansible-core would raise OverflowError or never finish: new_module refuses first
+    else:
+        checked = ArgumentSpecValidator(spec).validate(args)
+    if checked is None:
+        pass
+    elif checked.error_messages:
+        assert all(option in message for message in checked.error_messages), checked.error_messages
+    else:
+        assert normalised_ok(spec[option], value, checked.validated_parameters[option]), (
+            value, checked.validated_parameters[option])
+
+    result = run_main(main, args, check_mode=True)    # a traceback fails the test here
+    assert host.kernel.writes == []
+    if result['failed']:
+        msg = result['msg']
+        assert option in msg or any(text in msg for text in host_failures + ANSIBLE_FAILURES), msg
+        assert 'Traceback' not in msg and result['changed'] is False
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), 'inf', '-Infinity', '9' * 400, '1e400', '1e999999999'])
+def test_nan_inf_and_enormous_numbers_fail_naming_the_option(host, value):
+    """ansible-core's int conversion raises OverflowError for an infinity (a traceback) and would build
+    a number of a billion digits from '1e999999999'."""
+    for main in (ksm_sysfs.main, ksm_unmerge.main):
+        result = run_main(main, {'lock_timeout': value}, check_mode=True)
+        assert result['failed'] is True and 'lock_timeout' in result['msg'], result['msg']
+    result = run_main(ksm_sysfs.main, {'pages_to_scan': value}, check_mode=True)
+    assert result['failed'] is True and 'pages_to_scan' in result['msg']
+    assert not math.isinf(result.get('value', 0) or 0)
