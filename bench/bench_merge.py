@@ -310,4 +310,4 @@ def run_two_guests(reps=2, timeout=180, idle_seconds=10, suite='bookworm', memor
 
 def labdebian(suite):
     import lablib
-    return lablib.labctl.SUITES[suite]['debian']
+    return lablib.samepage_lab.SUITES[suite]['debian']
