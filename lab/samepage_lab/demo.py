@@ -6,11 +6,11 @@
 
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from .common import LABCTL, REPO, LabError, default_state_dir, fmt_seconds, human, indent, run, say
@@ -69,87 +69,93 @@ def start_workload(guest, mib):
     return origin
 
 
-GUEST_REPORT_SCRIPT = r'''
-import json, os
-d = '/sys/kernel/mm/ksm'
-out = {'ksm': {}, 'services': {}, 'nodes': 0}
-for name in sorted(os.listdir(d)):
+def ksm_info_all(lab, ansible):
+    """samepage.ksm.ksm_info on every guest, in ONE `ansible` run: {guest name: its result, or None}.
+
+    The results are read as JSON from the files `ansible --tree` writes, one per host; a guest that
+    failed or did not answer is None.
+    """
+    tree = tempfile.mkdtemp(prefix='ksm_info-', dir=lab.state_dir)
     try:
-        out['ksm'][name] = open(os.path.join(d, name)).read().strip()
-    except OSError:
-        pass
-for unit in ('ksm', 'ksmtuned', 'samepage-lab-workload'):
-    out['services'][unit] = [os.popen('systemctl is-active %s.service 2>/dev/null' % unit).read().strip(),
-                             os.popen('systemctl is-enabled %s.service 2>/dev/null' % unit).read().strip()]
-nd = '/sys/devices/system/node'
-out['nodes'] = len([n for n in os.listdir(nd) if n.startswith('node')]) if os.path.isdir(nd) else 1
-out['kernel'] = os.uname().release
-out['page'] = os.sysconf('SC_PAGE_SIZE')
-print(json.dumps(out))
-'''
+        cmd = [ansible, 'all', '-i', lab.inventory, '-m', 'samepage.ksm.ksm_info',
+               '-a', json.dumps({'max_processes': 0}), '--tree', tree]
+        run(cmd, env=lab.ansible_env(), cwd=REPO)
+        reports = {}
+        for guest in lab.guests:
+            try:
+                with open(os.path.join(tree, guest.name)) as handle:
+                    result = json.load(handle)
+            except (OSError, ValueError):
+                result = None
+            ok = result is not None and result.get('available') and not (result.get('failed') or result.get('unreachable'))
+            reports[guest.name] = result if ok else None
+        return reports
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
-def guest_report(guest):
-    result = guest.ssh('python3 -', input=GUEST_REPORT_SCRIPT, timeout=60)
-    return json.loads(result.stdout)
+SERVICES = ('ksm.service', 'ksmtuned.service', WORKLOAD_UNIT + '.service')
 
 
-def chosen(text):
-    """The selected word of a sysfs choice file: '[none] scan-time' -> 'none'."""
-    match = re.search(r'\[([^]]+)\]', text)
-    return match.group(1) if match else text
+def guest_services(guest):
+    """{unit: (ActiveState, UnitFileState)} of ksm, ksmtuned and the demo workload (ksm_info does not
+    report services; `systemctl show` prints one block per unit, in the order asked)."""
+    try:
+        result = guest.ssh('systemctl show -p ActiveState -p UnitFileState %s' % ' '.join(SERVICES),
+                           check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        return {}
+    services = {}
+    for unit, block in zip(SERVICES, result.stdout.strip().split('\n\n')):
+        values = dict(line.split('=', 1) for line in block.splitlines() if '=' in line)
+        services[unit] = (values.get('ActiveState', '?'), values.get('UnitFileState', ''))
+    return services
 
 
-def saved_bytes(report):
-    ksm = report['ksm']
-    if 'general_profit' in ksm:
-        return int(ksm['general_profit']), 'general_profit'
-    return int(ksm.get('pages_sharing', 0)) * report['page'], 'pages_sharing x page size'
+def saved_bytes(info):
+    if 'general_profit' in info['counters']:
+        return int(info['counters']['general_profit']), 'general_profit'
+    return info['savings']['bytes_saved'], 'pages_sharing x page size'
 
 
-def print_report(lab, reports):
+def print_report(lab, reports, services):
     print()
     print('What KSM does on each guest')
     print('=' * 27)
     for guest in lab.guests:
-        report = reports.get(guest.name)
-        if report is None:
+        info = reports.get(guest.name)
+        if info is None:
             print('%s: no answer' % guest.name)
             continue
-        ksm = report['ksm']
-        amount, source = saved_bytes(report)
-        svc = report['services']
+        settings, counters, capabilities = info['settings'], info['counters'], info['capabilities']
+        amount, source = saved_bytes(info)
+        nodes = len(capabilities['numa_nodes_with_memory'])
+        svc = services.get(guest.name, {})
+        ksm, ksmtuned, workload = (svc.get(unit, ('?', '')) for unit in SERVICES)
         print('%s  [group %s]  Debian %d, kernel %s, %d NUMA node%s' % (
-            guest.name, guest.group, guest.debian, report['kernel'], report['nodes'],
-            's' if report['nodes'] != 1 else ''))
+            guest.name, guest.group, guest.debian, capabilities['kernel_release'], nodes,
+            's' if nodes != 1 else ''))
         print('  settings : run=%s pages_to_scan=%s sleep_millisecs=%s merge_across_nodes=%s%s' % (
-            ksm.get('run'), ksm.get('pages_to_scan'), ksm.get('sleep_millisecs'),
-            ksm.get('merge_across_nodes', 'n/a'),
-            ' advisor_mode=%s' % chosen(ksm['advisor_mode']) if 'advisor_mode' in ksm else ''))
+            settings.get('run'), settings.get('pages_to_scan'), settings.get('sleep_millisecs'),
+            settings.get('merge_across_nodes', 'n/a'),
+            ' advisor_mode=%s' % settings['advisor_mode'] if 'advisor_mode' in settings else ''))
         print('  services : ksm %s/%s, ksmtuned %s/%s, demo workload %s' % (
-            svc['ksm'][0], svc['ksm'][1], svc['ksmtuned'][0], svc['ksmtuned'][1],
-            svc['samepage-lab-workload'][0]))
+            ksm[0], ksm[1], ksmtuned[0], ksmtuned[1], workload[0]))
         print('  merging  : pages_shared=%s pages_sharing=%s full_scans=%s' % (
-            ksm.get('pages_shared'), ksm.get('pages_sharing'), ksm.get('full_scans')))
+            counters.get('pages_shared'), counters.get('pages_sharing'), counters.get('full_scans')))
         print('  saved    : %s (%s)' % (human(amount), source))
     print()
 
 
-def wait_for_merging(lab, expect, timeout):
-    """Poll the guests until every guest in expect shares pages (or timeout); return the last reports."""
+def wait_for_merging(lab, ansible, expect, timeout):
+    """Poll the guests (ksm_info) until every guest in expect shares pages, or timeout; return the last
+    reports and the guests still pending."""
     deadline = time.time() + timeout
-    reports = {}
     while True:
-        pending = []
-        for guest in lab.guests:
-            try:
-                reports[guest.name] = guest_report(guest)
-            except (LabError, subprocess.TimeoutExpired, ValueError):
-                reports[guest.name] = None
-                pending.append(guest.name)
-                continue
-            if guest.name in expect and int(reports[guest.name]['ksm'].get('pages_sharing', 0)) == 0:
-                pending.append(guest.name)
+        reports = ksm_info_all(lab, ansible)
+        pending = [guest.name for guest in lab.guests
+                   if reports[guest.name] is None
+                   or (guest.name in expect and not reports[guest.name]['counters'].get('pages_sharing'))]
         if not pending or time.time() > deadline:
             return reports, pending
         say('waiting for KSM to merge the workload on %s' % ', '.join(pending))
@@ -176,8 +182,9 @@ def demo(lab, workload_mib=128, host_ksm=False, host_seconds=100, merge_timeout=
         say('%s: started %d MiB of duplicate mergeable memory (%s, unit %s)'
             % (guest.name, workload_mib, origin, WORKLOAD_UNIT))
     expect = [g.name for g in lab.guests if g.group != 'secure']
-    reports, pending = wait_for_merging(lab, expect, merge_timeout)
-    print_report(lab, reports)
+    ansible = os.path.join(os.path.dirname(playbook_bin), 'ansible')
+    reports, pending = wait_for_merging(lab, ansible, expect, merge_timeout)
+    print_report(lab, reports, dict((guest.name, guest_services(guest)) for guest in lab.guests))
     if pending:
         say('note: no merged pages yet on %s after %d s' % (', '.join(pending), merge_timeout))
     if host_ksm:
