@@ -144,6 +144,12 @@ class Guest(object):
         self._proc = proc
         with open(self.pidfile + '.lab', 'w') as handle:
             handle.write('%d\n' % proc.pid)
+        # Popen returns once the exec has begun, but /proc/<pid>/cmdline stays empty until the kernel has
+        # finished it (long enough on a loaded machine): until then running() and stop(), which know
+        # QEMU by its command line, would take this guest for stopped and leave its QEMU running.
+        deadline = time.time() + 30
+        while proc.poll() is None and not self.ours(proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
 
     def ours(self, pid):
         """Is pid a QEMU this lab started for this guest? (pid files can outlive their process)"""
