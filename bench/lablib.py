@@ -9,8 +9,6 @@ never touch a demo lab or a test lab that is running; their QEMU processes are t
 stopped (by the PIDs this lab recorded) when the benchmark ends, also on an error.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import contextlib
 import os
 import tempfile

@@ -48,7 +48,7 @@ def probe_boot(kernel, workdir, accel='kvm', seconds=KVM_PROBE_SECONDS):
             try:
                 with open(console, 'rb') as handle:
                     text = handle.read()
-            except (IOError, OSError):
+            except OSError:
                 continue
             if b'Linux version' in text and b'Memory:' in text:
                 ok = True

@@ -57,7 +57,7 @@ def tail(path, lines=25):
             size = handle.tell()
             handle.seek(max(0, size - 64 * 1024))
             text = handle.read().decode('utf-8', 'replace')
-    except (IOError, OSError):
+    except OSError:
         return '(no %s)' % path
     text = re.sub(r'\x1b\[[0-9;?]*[A-Za-z]', '', text).replace('\r', '')
     return '\n'.join(text.splitlines()[-lines:])
@@ -91,7 +91,7 @@ def flocked(path, what, shared=False):
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
-        except (IOError, OSError):
+        except OSError:
             say('waiting for %s (another process holds %s)' % (what, path))
             fcntl.flock(handle, mode)
         yield handle
@@ -137,7 +137,7 @@ def pid_alive(pid):
     try:
         with open('/proc/%d/stat' % pid) as handle:
             return handle.read().rsplit(') ', maxsplit=1)[-1].split()[0] != 'Z'
-    except (IOError, OSError):
+    except OSError:
         return False
 
 
@@ -145,5 +145,5 @@ def proc_cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
             return handle.read().decode('utf-8', 'replace').split('\0')
-    except (IOError, OSError):
+    except OSError:
         return []

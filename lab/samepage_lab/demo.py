@@ -184,7 +184,7 @@ def demo(lab, workload_mib=128, host_ksm=False, host_seconds=100, merge_timeout=
     expect = [g.name for g in lab.guests if g.group != 'secure']
     ansible = os.path.join(os.path.dirname(playbook_bin), 'ansible')
     reports, pending = wait_for_merging(lab, ansible, expect, merge_timeout)
-    print_report(lab, reports, dict((guest.name, guest_services(guest)) for guest in lab.guests))
+    print_report(lab, reports, {guest.name: guest_services(guest) for guest in lab.guests})
     if pending:
         say('note: no merged pages yet on %s after %d s' % (', '.join(pending), merge_timeout))
     if host_ksm:

@@ -36,7 +36,7 @@ BOOT_STAGES = (
 )
 
 
-class GuestSpec(object):
+class GuestSpec:
     """What one guest is: name, Debian suite, inventory group, memory, CPUs and NUMA nodes."""
 
     def __init__(self, name, suite, group, memory_mib=1024, cpus=1, numa_nodes=1):
@@ -61,7 +61,7 @@ class GuestSpec(object):
                    data.get('cpus', 1), data.get('numa_nodes', 1))
 
 
-class Guest(object):
+class Guest:
     """A running (or starting) guest of a lab."""
 
     def __init__(self, lab, spec, port=None, pid=None, accel=None, kernel_release=None, image_dir=None):
@@ -162,7 +162,7 @@ class Guest(object):
             try:
                 with open(path) as handle:
                     pids.add(int(handle.read().strip()))
-            except (IOError, OSError, ValueError):
+            except (OSError, ValueError):
                 pass
         if self.pid:
             pids.add(int(self.pid))
@@ -279,7 +279,7 @@ class Guest(object):
         try:
             with open(self.console, 'rb') as handle:
                 text = handle.read().decode('utf-8', 'replace')
-        except (IOError, OSError):
+        except OSError:
             return 'QEMU starting'
         best, where = 'firmware', -1
         for needle, label in BOOT_STAGES:

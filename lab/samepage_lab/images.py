@@ -47,7 +47,7 @@ def debian_mirror():
         try:
             with open(path) as handle:
                 text = handle.read()
-        except (IOError, OSError):
+        except OSError:
             continue
         if path.endswith('.sources'):
             for stanza in re.split(r'\n\s*\n', text):
@@ -125,7 +125,7 @@ def configure_rootfs(root, pubkey):
         os.unlink(dbus_id)
 
 
-class Image(object):
+class Image:
     """A cached guest image: raw ext4 disk, kernel and initrd, under CACHE/images/<suite>-<key>."""
 
     def __init__(self, cache_dir, suite, pubkey):
@@ -183,7 +183,7 @@ def ssh_keypair(cache_dir):
         return key, handle.read().strip()
 
 
-class Builder(object):
+class Builder:
     """Builds one image with debootstrap and mke2fs -d, showing progress; cleans up on failure."""
 
     # debootstrap's "I: <Verb> ..." lines, grouped into the phases shown as progress.
@@ -286,7 +286,7 @@ class Builder(object):
 
 def build_images(cache_dir, suites, pubkey):
     """Build every missing image (in parallel), return {suite: Image}."""
-    images = dict((suite, Image(cache_dir, suite, pubkey)) for suite in suites)
+    images = {suite: Image(cache_dir, suite, pubkey) for suite in suites}
     todo = [img for img in images.values() if not img.ready()]
     for img in images.values():
         if img.ready():

@@ -31,7 +31,7 @@ DEFAULT_GUESTS = (
 GROUPS = ('dense', 'balanced', 'secure')
 
 
-class Lab(object):
+class Lab:
     """A set of guests with a state directory, sharing an image cache with every other lab."""
 
     def __init__(self, state_dir=None, cache_dir=None, specs=None, host_merge=True):
@@ -51,7 +51,7 @@ class Lab(object):
         if specs is None:
             specs = [GuestSpec.from_dict(g) for g in saved.get('guests', [])] or list(DEFAULT_GUESTS)
         self.guests = []
-        saved_by_name = dict((g['name'], g) for g in saved.get('guests', []))
+        saved_by_name = {g['name']: g for g in saved.get('guests', [])}
         for spec in specs:
             old = saved_by_name.get(spec.name, {})
             self.guests.append(Guest(self, spec, port=old.get('port'), pid=old.get('pid'),
@@ -64,7 +64,7 @@ class Lab(object):
         try:
             with open(self.state_path) as handle:
                 return json.load(handle)
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             return {}
 
     def save(self):
@@ -245,7 +245,7 @@ def run_with_lab(lab, command):
         else:           # while the lab boots: stop booting (the finally below stops the guests)
             raise KeyboardInterrupt('signal %d' % signum)
 
-    previous = dict((sig, signal.signal(sig, forward)) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT))
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         lab.up(tie_to_parent=True)
         say('running %s' % ' '.join(shlex.quote(arg) for arg in command))

@@ -27,10 +27,6 @@ Environment:
   SAMEPAGE_LAB_CACHE             image cache (shared with the demo lab; default /var/cache/samepage-ksm/lab)
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import atexit
 import contextlib
 import os
@@ -76,7 +72,7 @@ def _sweep_abandoned():
         try:
             with open(os.path.join(state, OWNER_FILE)) as handle:
                 owner = int(handle.read().strip())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             owner = None
         if owner is not None and samepage_lab.pid_alive(owner):
             continue
@@ -169,7 +165,7 @@ def lab(request):
 @pytest.fixture(scope='session')
 def guests(lab):
     """{name: samepage_lab.Guest} of the session's lab."""
-    return dict((guest.name, guest) for guest in lab.guests)
+    return {guest.name: guest for guest in lab.guests}
 
 
 def _pick(lab, what, test):

@@ -15,10 +15,6 @@ The fixtures in tests/lab/conftest.py give a session-wide lab (`lab`), its guest
     guest.reboot()                                                             # systemctl reboot, wait for SSH
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import shutil

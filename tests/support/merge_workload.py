@@ -22,10 +22,6 @@ Patterns: `same` fills every page with one repeated non-zero page (all pages mer
 touched (they merge into the zero page with use_zero_pages=1, otherwise into one KSM page).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import argparse
 import mmap
 import os
@@ -83,7 +79,7 @@ def read_counters(ksm_dir=KSM_DIR):
         try:
             with open(os.path.join(ksm_dir, name)) as handle:
                 state[name] = int(handle.read().strip())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             continue
     return state
 
@@ -93,7 +89,7 @@ def process_merging_pages(pid):
     try:
         with open('/proc/%d/ksm_merging_pages' % pid) as handle:
             return int(handle.read().strip())
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
 
 

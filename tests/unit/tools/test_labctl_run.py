@@ -6,10 +6,6 @@
 """`labctl run`: the lab is up while the command runs, the command sees it, and it is stopped however
 the command ends. The lab itself is a stand-in here (booting guests is the lab suite's business)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import signal
 import sys
@@ -19,7 +15,7 @@ import pytest
 from ansible_collections.samepage.ksm.lab.samepage_lab import LabError, run_with_lab
 
 
-class StandInLab(object):
+class StandInLab:
     def __init__(self, state_dir, fail_up=False):
         self.state_dir = str(state_dir)
         self.inventory = os.path.join(self.state_dir, 'inventory', 'hosts.yml')
