@@ -107,6 +107,25 @@ def run(cmd, **kwargs):
     return subprocess.run(cmd, **kwargs)  # pylint: disable=subprocess-run-check
 
 
+def in_parallel(function, items, thread_name):
+    """Call function(item) for every item, each in a thread of its own (named thread_name(item)); once
+    every thread has ended, return the exceptions they raised."""
+    errors = []
+
+    def call(item):
+        try:
+            function(item)
+        except BaseException as exc:  # returned, after every thread has ended
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(item,), name=thread_name(item)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def free_port():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

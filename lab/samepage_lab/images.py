@@ -12,10 +12,9 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
-from .common import LabError, flocked, fmt_seconds, indent, proc_cmdline, run, say, tail
+from .common import LabError, flocked, fmt_seconds, in_parallel, indent, proc_cmdline, run, say, tail
 from .hosttools import BUILD_TOOLS, ensure_tools
 
 
@@ -300,19 +299,7 @@ def build_images(cache_dir, suites, pubkey):
     mirror = debian_mirror()
     say('building %d image(s) in parallel: %s (cache %s)'
         % (len(todo), ', '.join(i.suite for i in todo), cache_dir))
-    errors = []
-
-    def work(img):
-        try:
-            Builder(img, mirror).build()
-        except BaseException as exc:  # reported below, after every build thread has ended
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(img,), name='build-' + img.suite) for img in todo]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = in_parallel(lambda img: Builder(img, mirror).build(), todo, lambda img: 'build-' + img.suite)
     if errors:
         for exc in errors:
             if not isinstance(exc, LabError):

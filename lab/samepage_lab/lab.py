@@ -11,12 +11,11 @@ import os
 import shlex
 import signal
 import subprocess
-import threading
 import time
 
 from . import inventory as lab_inventory
 from .accel import choose_accel
-from .common import LabError, default_cache_dir, default_state_dir, flocked, fmt_seconds, free_port, port_in_use, say
+from .common import LabError, default_cache_dir, default_state_dir, flocked, fmt_seconds, free_port, in_parallel, port_in_use, say
 from .guest import BOOT_TIMEOUT, Guest, GuestSpec
 from .hosttools import BOOT_TOOLS, ensure_tools
 from .images import build_images, ssh_keypair
@@ -151,19 +150,7 @@ class Lab:
                 return port
 
     def _wait_all(self, guests, timeout):
-        errors = []
-
-        def wait(guest):
-            try:
-                guest.wait_ssh(timeout=timeout)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=wait, args=(g,), name='wait-' + g.name) for g in guests]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = in_parallel(lambda guest: guest.wait_ssh(timeout=timeout), guests, lambda guest: 'wait-' + guest.name)
         if errors:
             raise LabError('\n\n'.join(str(e) for e in errors))
 
