@@ -18,8 +18,6 @@ file", one line per module the controller ships to the host, including those ins
 such as template). Ratios are ours / by hand, per repetition, then the median.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import shutil
 import tempfile
@@ -59,8 +57,8 @@ systemctl enable --now ksm.service ksmtuned.service >/dev/null 2>&1
 def hand_vars(prof):
     """Extra variables of the hand-written playbooks: the end state of the roles for one profile."""
     knobs = prof['knobs']
-    ordered = dict((k, int(knobs[k]) if isinstance(knobs[k], bool) else knobs[k])
-                   for k in benchlib._ksm.WRITE_ORDER if k in knobs)
+    ordered = {k: int(knobs[k]) if isinstance(knobs[k], bool) else knobs[k]
+               for k in benchlib._ksm.WRITE_ORDER if k in knobs}
     return {
         'hand_ksm_on': prof['enabled'],
         'hand_fixed_rate': prof['enabled'] and prof['tuner'] == 'none',
@@ -94,7 +92,7 @@ def converge_once(playbook, inventory, extra_vars=None, limit=None, env=None):
 
 def measure(variants, reps, reset, inventory, extra_vars=None, limit=None, env=None, check=None):
     """{variant: [{'first': ..., 'second': ...}, ...]} with the variant order rotated per repetition."""
-    runs = dict((name, []) for name, dummy in variants)
+    runs = {name: [] for name, dummy in variants}
     for rep in range(reps):
         order = variants[rep % len(variants):] + variants[:rep % len(variants)]
         for name, playbook in order:

@@ -19,8 +19,6 @@ guests: two identical Debian 12 lab guests on this machine, host ksmd merging th
         sharing = the most any setting reached in that repetition (the guests' RAM is what it is).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import json
 import os
 import time
@@ -157,7 +155,7 @@ def _other_mergeable(exclude=()):
                     if line.startswith('VmRSS:'):
                         kib += int(line.split()[1])
             count += 1
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             continue
     return count, kib // 1024
 
@@ -224,7 +222,7 @@ def run_guest(reps=3, mib=128, timeout=180, idle_seconds=10, suite='trixie', mem
                           '\'state\': sorted(os.listdir(\'/sys/kernel/mm/ksm\')), '
                           '\'meminfo\': open(\'/proc/meminfo\').read()}))"', timeout=60)
         facts = json.loads(probe.stdout)
-        state = dict((name, None) for name in facts['state'])
+        state = {name: None for name in facts['state']}
         settings = _only(settings_for(state, mem_total_kib(facts['meminfo']), [0]), only)
         say('merge speed in lab guest %s (Debian %d, kernel %s): %d MiB, %d settings x %d repetitions'
             % (guest.name, guest.debian, guest.kernel_release, mib, len(settings), reps))
@@ -310,4 +308,4 @@ def run_two_guests(reps=2, timeout=180, idle_seconds=10, suite='bookworm', memor
 
 def labdebian(suite):
     import lablib
-    return lablib.labctl.SUITES[suite]['debian']
+    return lablib.samepage_lab.SUITES[suite]['debian']

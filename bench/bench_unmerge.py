@@ -13,8 +13,6 @@ Reported: wall time, the kernel time of the unmerge itself (ksm_unmerge's `durat
 time), pages unmerged, and ratios against the shell task and the bare write.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import time
 
@@ -65,7 +63,7 @@ def run_host(reps=3, mib=128, merge_timeout=300):
     from tests.support.ksm_host import ksm_host_guard
     info = benchlib.machine()
     neighbours = benchlib.busy_neighbours()
-    runs = dict((v, []) for v in VARIANTS)
+    runs = {v: [] for v in VARIANTS}
     variants = list(VARIANTS)
     for rep in range(reps):
         order = variants[rep % len(variants):] + variants[:rep % len(variants)]

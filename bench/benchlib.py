@@ -8,8 +8,6 @@ Benchmarks run inside the bench environment (bench/run.py makes it), so ansible-
 matplotlib are importable and `ansible`/`ansible-playbook` sit next to sys.executable.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import csv
 import datetime
 import json
@@ -54,7 +52,7 @@ def _read(path, default=''):
     try:
         with open(path) as handle:
             return handle.read()
-    except (IOError, OSError):
+    except OSError:
         return default
 
 
@@ -273,7 +271,7 @@ def profile(group, inventory=INVENTORY, nodes=None):
     values = profile_vars(group, inventory)
     enabled = _as_bool(values['ksm_enabled'])
     fixed = values['ksm_tuner'] == 'none'
-    settings = dict((k, v) for k, v in (values.get('ksm_settings') or {}).items() if v is not None)
+    settings = {k: v for k, v in (values.get('ksm_settings') or {}).items() if v is not None}
     if enabled:
         sysfs = dict(settings, merge_across_nodes=values['ksm_merge_across_nodes'])
         if fixed:
@@ -301,7 +299,7 @@ def profile(group, inventory=INVENTORY, nodes=None):
         'unmerge': not enabled and _as_bool(values['ksm_unmerge_on_disable']),
         'persist': _as_bool(values['ksm_persist']),
         'ksmtuned_enabled': _as_bool(values['ksmtuned_enabled']),
-        'ksmtuned_conf': dict((rule['key'], int(values[rule['var']])) for rule in keys),
+        'ksmtuned_conf': {rule['key']: int(values[rule['var']]) for rule in keys},
         'ksmtuned_debug': _as_bool(values['ksmtuned_debug']),
         'ksmtuned_logfile': values['ksmtuned_logfile'] or '',
         'ksmtuned_libvirt_hook': _as_bool(values['ksmtuned_libvirt_hook']),
@@ -317,7 +315,7 @@ def ksmtuned_defaults():
     """ksmtuned.conf of the ksmtuned role's defaults (ksmtuned's own), {KEY: value}."""
     values = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'defaults', 'main.yml'))
     keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
-    return dict((rule['key'], int(values[rule['var']])) for rule in keys)
+    return {rule['key']: int(values[rule['var']]) for rule in keys}
 
 
 def ksmtuned_sleep(mem_total_kib, conf=None):

@@ -2,24 +2,19 @@
 # Copyright: (c) 2026, samepage.ksm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Lab guests for the benchmarks, through lab/labctl.py, in a state directory of their own.
+"""Lab guests for the benchmarks, through the lab package (lab/samepage_lab), in a state directory of their own.
 
 The benchmarks' labs live under SAMEPAGE_BENCH_LAB_STATE (default /tmp/samepage-ksm-bench-lab-<uid>), so they
 never touch a demo lab or a test lab that is running; their QEMU processes are tied to this process and
 stopped (by the PIDs this lab recorded) when the benchmark ends, also on an error.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import contextlib
 import os
-import sys
 import tempfile
 
 import benchlib
-
-sys.path.insert(0, os.path.join(benchlib.REPO, 'lab'))
-import labctl  # noqa: E402
+from ansible_collections.samepage.ksm.lab import samepage_lab
 
 STATE = os.environ.get('SAMEPAGE_BENCH_LAB_STATE') or os.path.join(
     tempfile.gettempdir(), 'samepage-ksm-bench-lab-%d' % os.geteuid())
@@ -36,9 +31,9 @@ def bench_lab(guests, lab=None):
         yield lab, list(lab.guests)
         return
     state = os.path.join(STATE, guests[0][0])
-    specs = [labctl.GuestSpec(name, suite, group, memory_mib=mib, cpus=1, numa_nodes=1)
+    specs = [samepage_lab.GuestSpec(name, suite, group, memory_mib=mib, cpus=1, numa_nodes=1)
              for name, suite, group, mib in guests]
-    lab = labctl.Lab(state_dir=state, specs=specs)
+    lab = samepage_lab.Lab(state_dir=state, specs=specs)
     benchlib.say('starting %d lab guest(s) in %s: %s' % (len(specs), state, ', '.join(s.name for s in specs)))
     try:
         lab.up(tie_to_parent=True)

@@ -15,8 +15,6 @@ Standard library only, Python 3.8+. It writes /sys/kernel/mm/ksm: run it only wh
 (inside a lab guest, or on this machine while holding the host lock).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import json
 import os
 import sys
@@ -55,7 +53,7 @@ def ksmd_pid():
             try:
                 if _read('/proc/%s/comm' % entry).strip() == 'ksmd':
                     return int(entry)
-            except (IOError, OSError):
+            except OSError:
                 continue
     raise RuntimeError('no ksmd kernel thread: this kernel has no KSM')
 
@@ -70,7 +68,7 @@ def merging_pages(pids):
     for pid in pids:
         try:
             total += int(_read('/proc/%d/ksm_merging_pages' % pid).strip() or 0)
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             pass
     return total
 
@@ -82,7 +80,7 @@ def full_knobs(knobs, state):
     wanted.pop('run', None)
     if wanted.get('advisor_mode') == 'scan-time':
         wanted.pop('pages_to_scan', None)
-    return dict((name, value) for name, value in wanted.items() if name in state)
+    return {name: value for name, value in wanted.items() if name in state}
 
 
 def crossing(timeline, level):
@@ -159,7 +157,7 @@ def measure(ksm, knobs, pids=None, mib=128, target=None, timeout=120.0, idle_sec
 
 def summarise(result, achievable):
     """t50/t90 (s) and ksmd CPU to 90 % against achievable pages."""
-    out = dict((k, v) for k, v in result.items() if k != 'timeline')
+    out = {k: v for k, v in result.items() if k != 'timeline'}
     out['achievable_pages'] = achievable
     for pct in (50, 90):
         seconds, cpu = crossing(result['timeline'], achievable * pct / 100.0) if achievable else (None, None)

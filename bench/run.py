@@ -13,8 +13,6 @@ in $SAMEPAGE_CACHE/bench-venv (default /var/cache/samepage-ksm/bench-venv) and r
 Never part of `make test`; nothing here asserts a timing.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import argparse
 import hashlib
 import os
@@ -64,7 +62,7 @@ def ensure_venv():
         with open(marker) as handle:
             if handle.read().strip() == key and os.path.exists(python):
                 return python
-    except (IOError, OSError):
+    except OSError:
         pass
     sys.stderr.write('bench: building the benchmark environment in %s (ansible-core, matplotlib)\n' % VENV)
     shutil.rmtree(VENV, ignore_errors=True)

@@ -7,8 +7,6 @@
 Standard library only, so it runs with any python3; used to write the figures into bench/README.md.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import json
 import os
 import sys

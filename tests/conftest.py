@@ -7,10 +7,6 @@ ansible-test) and put first on sys.path and on ANSIBLE_COLLECTIONS_PATH for the 
 system and lab suites run.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import sys
 

@@ -58,7 +58,7 @@ prepare_cache() {
     mkdir -p "$CACHE/venv" "$CACHE/pythons" "$CACHE/locks"
 }
 
-# apt-get runs one at a time: the lab stage (lab/labctl.py, same lock file) may install QEMU meanwhile.
+# apt-get runs one at a time: the lab stage (lab/samepage_lab/hosttools.py, same lock file) may install QEMU meanwhile.
 APT_LOCK=/var/lib/samepage-ksm-lab-apt.lock
 
 apt_install() {

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Fixtures of the lab suite: real Debian 12 and 13 guests under QEMU (lab/labctl.py), reached over SSH.
+"""Fixtures of the lab suite: real Debian 12 and 13 guests under QEMU (lab/samepage_lab), reached over SSH.
 
 The suite boots its OWN lab once per session, in a state directory of its own with ports of its own
 (a demo lab that is running is never touched), and always stops it: at the end of the session, when a
@@ -12,7 +12,7 @@ SIGTERM from the kernel when the pytest process that started it dies. It kills o
 it started (recorded in pid files, checked against their command lines). A lab left by a session that
 was killed outright is stopped by the next session.
 
-Guests (lab/labctl.py DEFAULT_GUESTS): lab-dense (Debian 12, kernel 6.1, one NUMA node), lab-balanced
+Guests (samepage_lab.DEFAULT_GUESTS): lab-dense (Debian 12, kernel 6.1, one NUMA node), lab-balanced
 (Debian 13, kernel 6.12, two NUMA nodes), lab-secure (Debian 13, one node); inventory groups dense,
 balanced, secure under kvm_hosts, as in inventory/example.
 
@@ -27,10 +27,6 @@ Environment:
   SAMEPAGE_LAB_CACHE             image cache (shared with the demo lab; default /var/cache/samepage-ksm/lab)
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import atexit
 import contextlib
 import os
@@ -41,10 +37,11 @@ import threading
 
 import pytest
 
-from ansible_collections.samepage.ksm.tests.lab.labtools import labctl, module
+from ansible_collections.samepage.ksm.lab import samepage_lab
+from ansible_collections.samepage.ksm.tests.lab.labtools import module
 
 TEST_STATE_ROOT = os.path.join(tempfile.gettempdir(), 'samepage-ksm-lab-tests')
-OWNER_FILE = labctl.OWNER_FILE   # the process that holds a lab (this session, or a `labctl run`)
+OWNER_FILE = samepage_lab.OWNER_FILE   # the process that holds a lab (this session, or a `labctl run`)
 
 _active = []            # labs this process started and has not stopped yet
 _cleanup_lock = threading.Lock()
@@ -75,11 +72,11 @@ def _sweep_abandoned():
         try:
             with open(os.path.join(state, OWNER_FILE)) as handle:
                 owner = int(handle.read().strip())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             owner = None
-        if owner is not None and labctl.pid_alive(owner):
+        if owner is not None and samepage_lab.pid_alive(owner):
             continue
-        labctl.Lab(state_dir=state).down(quiet=True)
+        samepage_lab.Lab(state_dir=state).down(quiet=True)
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -130,7 +127,7 @@ def lab(request):
         pytest.skip('SAMEPAGE_SKIP_LAB is set: the lab suite does not run')
     reuse = os.environ.get('SAMEPAGE_LAB_REUSE')
     if reuse:
-        existing = labctl.Lab(state_dir=reuse)
+        existing = samepage_lab.Lab(state_dir=reuse)
         missing = [g.name for g in existing.guests if not g.answers()]
         if missing:
             pytest.fail('SAMEPAGE_LAB_REUSE=%s: %s not answering (python3 lab/labctl.py up first)'
@@ -142,7 +139,7 @@ def lab(request):
     state = tempfile.mkdtemp(prefix='session-', dir=TEST_STATE_ROOT)
     with open(os.path.join(state, OWNER_FILE), 'w') as handle:
         handle.write('%d\n' % os.getpid())
-    session_lab = labctl.Lab(state_dir=state, specs=list(labctl.DEFAULT_GUESTS), host_merge=False)
+    session_lab = samepage_lab.Lab(state_dir=state, specs=list(samepage_lab.DEFAULT_GUESTS), host_merge=False)
     _active.append(session_lab)
     atexit.register(_stop_active)
     previous = {}
@@ -151,15 +148,15 @@ def lab(request):
             previous[sig] = signal.signal(sig, _on_signal)
     try:
         with _visible(request):
-            labctl.say('tests/lab: booting the lab of this session in %s' % state)
+            samepage_lab.say('tests/lab: booting the lab of this session in %s' % state)
             try:
                 session_lab.up(tie_to_parent=True)
-            except labctl.LabError as exc:
+            except samepage_lab.LabError as exc:
                 pytest.fail('the lab did not come up:\n%s' % exc, pytrace=False)
         yield session_lab
     finally:
         with _visible(request):
-            labctl.say('tests/lab: stopping the lab of this session')
+            samepage_lab.say('tests/lab: stopping the lab of this session')
             _stop_active()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -167,8 +164,8 @@ def lab(request):
 
 @pytest.fixture(scope='session')
 def guests(lab):
-    """{name: labctl.Guest} of the session's lab."""
-    return dict((guest.name, guest) for guest in lab.guests)
+    """{name: samepage_lab.Guest} of the session's lab."""
+    return {guest.name: guest for guest in lab.guests}
 
 
 def _pick(lab, what, test):

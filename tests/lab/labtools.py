@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Helpers for lab tests: real Ansible runs over SSH against the QEMU guests of lab/labctl.py.
+"""Helpers for lab tests: real Ansible runs over SSH against the QEMU guests of the lab (lab/samepage_lab).
 
 The fixtures in tests/lab/conftest.py give a session-wide lab (`lab`), its guests (`guests`, and
 `debian12`, `debian13`, `numa_guest`); the functions here do the rest:
@@ -15,36 +15,15 @@ The fixtures in tests/lab/conftest.py give a session-wide lab (`lab`), its guest
     guest.reboot()                                                             # systemctl reboot, wait for SSH
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import ModuleResult, run_module, run_playbook
 from ansible_collections.samepage.ksm.tests.support.four_steps import FOUR_STEPS, assert_four_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LABCTL_PATH = os.path.join(REPO, 'lab', 'labctl.py')
-
-
-def load_labctl():
-    """lab/labctl.py as a module (it is a script, not part of the collection's Python packages)."""
-    name = 'samepage_labctl'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, LABCTL_PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-labctl = load_labctl()
 
 
 def module(lab, guest, name, args=None, check=False, diff=False):

@@ -15,10 +15,6 @@ Each test starts from, and puts back, the image's defaults: ksm.service and ksmt
 running, /etc/ksmtuned.conf as shipped, nothing masked.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import shlex
 import time
 

@@ -5,10 +5,6 @@
 
 """samepage.ksm.ksm_info over SSH on both kernel generations and on the two-node guest."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.samepage.ksm.tests.lab.labtools import module, read_ksm
 
 ADVISOR_GENERATION = ('advisor_max_cpu', 'advisor_max_pages_to_scan', 'advisor_min_pages_to_scan',

@@ -6,10 +6,6 @@
 """samepage.ksm.ksm_sysfs over SSH on real guests: the four-step idiom on both kernel generations,
 skip_missing on the older one, and merge_across_nodes=auto on one- and two-node guests."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 import pytest

@@ -16,10 +16,6 @@ that persisted settings and service states survive a reboot, on both kernel gene
 guest). A module fixture puts the guests back to the image's state before and after.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import copy
 import os
 import shutil

@@ -17,10 +17,6 @@ file; the normal human output is kept as `.output` for failure messages.
     assert run.rc == 0 and run.stats['host1']['failed'] == 0
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import shutil
@@ -40,7 +36,7 @@ class AnsibleRunError(Exception):
     """The command produced no result for the host (bad arguments, unknown module, crash)."""
 
     def __init__(self, msg, rc=None, output=''):
-        super(AnsibleRunError, self).__init__('%s (rc=%s)\n--- output ---\n%s' % (msg, rc, output))
+        super().__init__('%s (rc=%s)\n--- output ---\n%s' % (msg, rc, output))
         self.rc = rc
         self.output = output
 
@@ -120,7 +116,7 @@ def _environment(results_file, env):
     })
     merged.pop('ANSIBLE_STDOUT_CALLBACK', None)
     if env:
-        merged.update(dict((key, str(value)) for key, value in env.items()))
+        merged.update({key: str(value) for key, value in env.items()})
     return merged
 
 
@@ -228,5 +224,5 @@ def run_playbook(path, inventory=None, extra_vars=None, check=False, diff=False,
         if event.get('event') == 'stats':
             stats = event['stats']
         elif event.get('event') == 'result':
-            results.append(dict((key, event[key]) for key in ('host', 'task', 'action', 'status', 'result')))
+            results.append({key: event[key] for key in ('host', 'task', 'action', 'status', 'result')})
     return PlaybookRun(rc, stats, results, output, tuple(command))

@@ -20,10 +20,6 @@ the restore while the lock is still held. All reading, planning and writing goes
 plugins/module_utils/_ksm.py (Ksm.read_state, Ksm.plan, Ksm.apply, Ksm.unmerge).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import fcntl
 import os
@@ -56,7 +52,7 @@ def skip_reason(ksm_dir=None):
 
 def writable_knobs(state):
     """The writable knobs present in a read_state() result, in the kernel's write order."""
-    return dict((name, state[name]) for name in _ksm.WRITE_ORDER if name in state)
+    return {name: state[name] for name in _ksm.WRITE_ORDER if name in state}
 
 
 class KsmHost:
@@ -84,8 +80,8 @@ class KsmHost:
     def differences(self):
         """{knob: (expected, live)} for every writable knob that is not back at its snapshot value."""
         live = writable_knobs(self.ksm.read_state())
-        return dict((name, (value, live.get(name))) for name, value in self.snapshot.items()
-                    if live.get(name) != value)
+        return {name: (value, live.get(name)) for name, value in self.snapshot.items()
+                if live.get(name) != value}
 
 
 def _say(text):
@@ -107,7 +103,7 @@ def _exclusive_lock(path, say=_say):
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError):
+        except OSError:
             started = time.time()
             say('waiting for %s (another user of /sys/kernel/mm/ksm holds it)' % path)
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -138,7 +134,7 @@ def restore(ksm, snapshot):
         # other knobs are put back, and merge_across_nodes / max_page_sharing are writable again.
         ksm.unmerge(state)
         state = ksm.read_state()
-    wanted = dict((name, value) for name, value in snapshot.items() if name != 'run')
+    wanted = {name: value for name, value in snapshot.items() if name != 'run'}
     if wanted.get('advisor_mode') == 'scan-time':
         wanted.pop('pages_to_scan', None)   # the advisor owns it; entering scan-time resets it anyway
     writes, dummy = ksm.plan(state, wanted)

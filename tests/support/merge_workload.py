@@ -30,10 +30,6 @@ the pattern's content again (they merge again). Merged pages that are written br
 (copy on write), so ksmd always has work to do: the workload of a guest whose memory keeps changing.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import argparse
 import mmap
 import os
@@ -95,7 +91,7 @@ def read_counters(ksm_dir=KSM_DIR):
         try:
             with open(os.path.join(ksm_dir, name)) as handle:
                 state[name] = int(handle.read().strip())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             continue
     return state
 
@@ -105,7 +101,7 @@ def process_merging_pages(pid):
     try:
         with open('/proc/%d/ksm_merging_pages' % pid) as handle:
             return int(handle.read().strip())
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
 
 

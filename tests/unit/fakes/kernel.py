@@ -16,10 +16,6 @@ real files and to this fake and compares the outcomes, which keeps it honest.
 Standard library only, Python 3.8 syntax.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import os
 
@@ -84,7 +80,7 @@ class KernelError(Exception):
     """A negative return of a kernel parse helper: .errno is the errno it returns."""
 
     def __init__(self, code):
-        super(KernelError, self).__init__(code)
+        super().__init__(code)
         self.errno = code
 
 
@@ -210,7 +206,7 @@ class FakeKsmKernel:
         self.preset = preset
         self.mode = mode
         self.present = preset != 'absent'
-        self.values = dict((name, DEFAULTS[name]) for name in PRESETS[preset])
+        self.values = {name: DEFAULTS[name] for name in PRESETS[preset]}
         for name, value in values.items():
             if name not in self.values:
                 raise ValueError('%s does not exist in preset %s' % (name, preset))
@@ -242,7 +238,7 @@ class FakeKsmKernel:
 
     def settings(self):
         """The writable values, as {name: int or str}: compare before and after a failed apply."""
-        return dict((name, value) for name, value in self.values.items() if name in WRITABLE)
+        return {name: value for name, value in self.values.items() if name in WRITABLE}
 
     def snapshot(self):
         return dict(self.values)

@@ -5,10 +5,6 @@
 
 """/etc/os-release as each distribution ships it (the fields that matter, quoted as they quote them)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 OS_RELEASES = {
     'rhel7': '''NAME="Red Hat Enterprise Linux Server"
 VERSION="7.9 (Maipo)"

@@ -36,10 +36,6 @@ The messages, exit codes and show output were compared with real systemd 252 (De
 (Debian 13) in lab guests; tests/lab/test_ksm_service.py repeats that comparison.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 ENABLED_LIKE = ('enabled', 'enabled-runtime', 'alias', 'static', 'indirect', 'generated', 'transient')
 QUERIES = ('show', 'is-enabled', 'is-active', 'status', 'cat', 'list-unit-files')
 NOT_BOOTED = ("System has not been booted with systemd as init system (PID 1). Can't operate.\n"
@@ -74,7 +70,7 @@ class FakeUnit:
 class FakeSystemd:
 
     def __init__(self, units=(), booted=True, virt='none', version=252):
-        self.units = dict((unit.name, unit) for unit in units)
+        self.units = {unit.name: unit for unit in units}
         self.booted = booted
         self.version = version
         self.virt = virt

@@ -7,10 +7,6 @@
 tests/system/test_fake_matches_kernel.py on a host with KSM; these tests pin the rules down where no
 real kernel is at hand (and the generations and failure modes this machine cannot show)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 
 import pytest

@@ -5,10 +5,6 @@
 
 """tools/ci.sh runs one pytest per lab guest group: a group missing there would leave its tests unrun."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 

@@ -6,29 +6,16 @@
 """`labctl run`: the lab is up while the command runs, the command sees it, and it is stopped however
 the command ends. The lab itself is a stand-in here (booting guests is the lab suite's business)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-import importlib.util
 import os
 import signal
 import sys
 
 import pytest
 
-LABCTL = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'lab', 'labctl.py')
+from ansible_collections.samepage.ksm.lab.samepage_lab import LabError, run_with_lab
 
 
-@pytest.fixture(scope='module')
-def labctl():
-    spec = importlib.util.spec_from_file_location('samepage_labctl_under_test', LABCTL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class StandInLab(object):
+class StandInLab:
     def __init__(self, state_dir, fail_up=False):
         self.state_dir = str(state_dir)
         self.inventory = os.path.join(self.state_dir, 'inventory', 'hosts.yml')
@@ -44,39 +31,39 @@ class StandInLab(object):
         self.events.append(('down',))
 
 
-def test_runs_the_command_against_the_lab_and_stops_it(labctl, tmp_path):
+def test_runs_the_command_against_the_lab_and_stops_it(tmp_path):
     lab = StandInLab(tmp_path / 'state')
     seen = tmp_path / 'seen'
     code = ('import os, sys; open(sys.argv[1], "w").write(os.environ["SAMEPAGE_LAB_REUSE"] + "|" + '
             'os.environ["SAMEPAGE_LAB_INVENTORY"] + "|" + open(os.path.join(os.environ["SAMEPAGE_LAB_REUSE"], '
             '"owner.pid")).read().strip()); sys.exit(3)')
-    assert labctl.run_with_lab(lab, [sys.executable, '-c', code, str(seen)]) == 3
+    assert run_with_lab(lab, [sys.executable, '-c', code, str(seen)]) == 3
     reuse, inventory, owner = seen.read_text().split('|')
     assert (reuse, inventory, int(owner)) == (lab.state_dir, lab.inventory, os.getpid())
     assert lab.events == [('up', True), ('down',)]
     assert not os.path.exists(os.path.join(lab.state_dir, 'owner.pid'))
 
 
-def test_stops_the_lab_when_it_does_not_come_up(labctl, tmp_path):
+def test_stops_the_lab_when_it_does_not_come_up(tmp_path):
     lab = StandInLab(tmp_path / 'state', fail_up=True)
     with pytest.raises(RuntimeError):
-        labctl.run_with_lab(lab, [sys.executable, '-c', 'raise SystemExit(0)'])
+        run_with_lab(lab, [sys.executable, '-c', 'raise SystemExit(0)'])
     assert lab.events == [('up', True), ('down',)]
 
 
-def test_refuses_no_command(labctl, tmp_path):
+def test_refuses_no_command(tmp_path):
     lab = StandInLab(tmp_path / 'state')
-    with pytest.raises(labctl.LabError, match='no command given'):
-        labctl.run_with_lab(lab, [])
+    with pytest.raises(LabError, match='no command given'):
+        run_with_lab(lab, [])
     assert lab.events == []
 
 
-def test_a_signal_goes_to_the_command_and_the_lab_is_stopped(labctl, tmp_path):
+def test_a_signal_goes_to_the_command_and_the_lab_is_stopped(tmp_path):
     lab = StandInLab(tmp_path / 'state')
     # The command signals labctl (its parent) with SIGTERM, then waits to be ended by it.
     code = 'import os, signal, time; os.kill(os.getppid(), signal.SIGTERM); time.sleep(30)'
     previous = signal.getsignal(signal.SIGTERM)
-    rc = labctl.run_with_lab(lab, [sys.executable, '-c', code])
+    rc = run_with_lab(lab, [sys.executable, '-c', code])
     assert rc == -signal.SIGTERM                   # the command got the SIGTERM labctl received
     assert lab.events == [('up', True), ('down',)]
     assert signal.getsignal(signal.SIGTERM) is previous   # labctl's handlers are undone
