@@ -297,6 +297,66 @@ def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inven
 
 
 # ---------------------------------------------------------------------------------------------------
+# 1b. A host without the KSM package and without a package source (the lab's guests reach none, and have
+# no python3-apt): check mode reports the install without failing or changing anything; a real run fails
+# naming the package, with nothing changed. Runs on the Debian 12 guest alone (a one-guest test), which
+# gets its package back afterwards.
+
+PACKAGE = 'ksmtuned'
+SAVED_PACKAGE = '/root/samepage-tests-saved-ksmtuned.deb'
+INSTALL_REPORT = 'Report the install that a real run would do (check mode asks no package manager)'
+INSTALL_FAILURE = 'Report the package that could not be installed'
+
+# A .deb of the installed package rebuilt from what dpkg knows of it (the image keeps no .deb and the
+# guests reach no package source): its control data (less the installed state), maintainer scripts,
+# conffile list and files.
+REPACK = r"""set -e
+pkg={pkg}; out={out}
+d=$(mktemp -d); mkdir "$d/DEBIAN"
+dpkg-query -s "$pkg" | awk '/^(Status|Conffiles):/ {{skip=1; next}} /^[^ ]/ {{skip=0}} !skip' > "$d/DEBIAN/control"
+for part in preinst postinst prerm postrm conffiles; do
+    if [ -e "/var/lib/dpkg/info/$pkg.$part" ]; then cp "/var/lib/dpkg/info/$pkg.$part" "$d/DEBIAN/$part"; fi
+done
+dpkg-query -L "$pkg" | while read -r path; do
+    if [ -f "$path" ] || [ -L "$path" ]; then cp -a --parents "$path" "$d"; elif [ -d "$path" ]; then mkdir -p "$d$path"; fi
+done
+dpkg-deb --root-owner-group --build "$d" "$out" >/dev/null
+rm -rf "$d"
+""".format(pkg=PACKAGE, out=SAVED_PACKAGE)
+
+
+def test_host_without_the_package_check_mode_then_a_failed_install(lab, debian12, example_inventory):
+    guest = debian12
+    to_image_state(lab, guest)
+    sh(guest, REPACK)
+    try:
+        sh(guest, 'dpkg -r %s >/dev/null 2>&1 && ! [ -e /usr/sbin/ksmtuned ]' % PACKAGE)
+        before = snapshot(guest)
+
+        check = site(example_inventory, check=True, diff=True, limit=guest.name)
+        assert_ok(check, [guest.name])
+        assert changed(check)[guest.name] > 0, changed(check)
+        report = task_results(check, INSTALL_REPORT, guest.name)
+        assert len(report) == 1 and report[0]['result']['changed'], report
+        assert snapshot(guest) == before
+        assert sh(guest, 'dpkg-query -W -f="${Status}" %s' % PACKAGE, check=False).strip() != 'install ok installed'
+
+        real = site(example_inventory, limit=guest.name)
+        assert real.rc != 0
+        assert real.stats[guest.name]['failed'] == 1 and real.stats[guest.name]['changed'] == 0, real.stats
+        failure = task_results(real, INSTALL_FAILURE, guest.name)
+        assert len(failure) == 1 and failure[0]['status'] == 'failed', real.output[-6000:]
+        message = failure[0]['result']['msg']
+        assert message.startswith('Could not install %s, which provides the ksm and ksmtuned services on Debian 12' % PACKAGE), message
+        assert 'nothing else was changed' in message, message
+        assert snapshot(guest) == before
+    finally:
+        sh(guest, 'dpkg -i %s >/dev/null && rm -f %s' % (SAVED_PACKAGE, SAVED_PACKAGE))
+        to_image_state(lab, guest)
+    assert states(guest) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+
+
+# ---------------------------------------------------------------------------------------------------
 # 2. Converge: check mode, apply, apply again, check mode again
 
 def test_converge_in_four_steps(lab, fresh, inventory):

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, samepage.ksm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The `validate` entry points of both roles (roles/ksm/tasks/input_rules.yml), table-driven.
+
+One ansible-playbook run checks every case: each case is a host of its own (a local connection that
+nothing runs on: the validate entry points are asserts and the argument spec, done by the controller),
+carrying the case's variables as host variables. Each bad case must fail at exactly one task, with a
+message that names the variable; each good case must pass both entry points.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_playbook
+
+PLAYBOOK = [{
+    'name': 'validate both roles, as site.yml does first',
+    'hosts': 'all',
+    'gather_facts': False,
+    'tasks': [
+        {'name': 'validate ksm', 'ansible.builtin.include_role': {'name': 'samepage.ksm.ksm', 'tasks_from': 'validate'}},
+        {'name': 'validate ksmtuned',
+         'ansible.builtin.include_role': {'name': 'samepage.ksm.ksmtuned', 'tasks_from': 'validate'}},
+    ],
+}]
+
+GOOD = {
+    'defaults': {},
+    'fixed-rate': {'ksm_tuner': 'none', 'ksm_settings': {'pages_to_scan': 1000, 'sleep_millisecs': 50}},
+    'secure': {'ksm_enabled': False, 'ksm_memory_margin': '10%'},
+    'margin-size': {'ksm_memory_margin': '512M'},
+    'logfile': {'ksmtuned_logfile': '/var/log/ksmtuned.log', 'ksmtuned_debug': True},
+    'decay-zero': {'ksmtuned_npages_decay': 0},
+    'integer-as-text': {'ksmtuned_monitor_interval': '30'},
+}
+
+# case: (variables, text the one failure must contain)
+BAD = {
+    'decay-positive': ({'ksmtuned_npages_decay': 5}, 'ksmtuned_npages_decay=5 is out of range for KSM_NPAGES_DECAY: '
+                       'expected an integer from -4294967295 to 0 (ksmtuned adds it'),
+    'interval-zero': ({'ksmtuned_monitor_interval': 0}, 'ksmtuned_monitor_interval=0 is out of range for KSM_MONITOR_INTERVAL'),
+    'coef-above-100': ({'ksmtuned_thres_coef': 101}, 'ksmtuned_thres_coef=101 is out of range for KSM_THRES_COEF'),
+    # int() takes these, so the argument spec lets them through; bash must not see them.
+    'interval-newline': ({'ksmtuned_monitor_interval': '60\n'}, 'ksmtuned_monitor_interval="60\\n" is not valid for '
+                         'KSM_MONITOR_INTERVAL: expected an integer'),
+    'min-above-max': ({'ksmtuned_npages_min': 2000, 'ksmtuned_npages_max': 1000},
+                      'ksmtuned_npages_min=2000 is greater than ksmtuned_npages_max=1000'),
+    'logfile-metachar': ({'ksmtuned_logfile': '/var/log/ksmtuned;reboot'}, 'ksmtuned_logfile="/var/log/ksmtuned;reboot" '
+                         'is not valid for LOGFILE'),
+    'logfile-relative': ({'ksmtuned_logfile': 'var/log/ksmtuned'}, 'is not valid for LOGFILE'),
+    'logfile-dotdot': ({'ksmtuned_logfile': '/var/log/../../etc/shadow'}, 'is not valid for LOGFILE'),
+    # Python's $ matches before a final newline: the pattern must end in \Z.
+    'logfile-newline': ({'ksmtuned_logfile': '/var/log/ksmtuned\n'}, 'ksmtuned_logfile="/var/log/ksmtuned\\n" is not valid '
+                        'for LOGFILE'),
+    'ksmtuned-without-ksm': ({'ksm_enabled': False, 'ksmtuned_enabled': True},
+                             'ksmtuned_enabled is true but ksm_enabled is false'),
+    'ksmtuned-with-fixed-rate': ({'ksm_tuner': 'none', 'ksmtuned_enabled': True},
+                                 'ksmtuned_enabled is true but ksm_tuner is none'),
+    'pages-with-ksmtuned': ({'ksm_settings': {'pages_to_scan': 5000}},
+                            'ksm_settings.pages_to_scan is set, but ksm_tuner is ksmtuned'),
+    'sleep-with-ksmtuned': ({'ksm_settings': {'sleep_millisecs': 50}},
+                            'ksm_settings.sleep_millisecs is set, but ksm_tuner is ksmtuned'),
+    'advisor-with-ksmtuned': ({'ksm_settings': {'advisor_mode': 'scan-time'}},
+                              'ksm_settings.advisor_mode is scan-time, but ksm_tuner is ksmtuned'),
+    'advisor-and-pages': ({'ksm_tuner': 'none', 'ksm_settings': {'advisor_mode': 'scan-time', 'pages_to_scan': 100}},
+                          'ksm_settings.pages_to_scan cannot be set together with advisor_mode: scan-time'),
+    'margin-words': ({'ksm_memory_margin': '5 percent'}, 'ksm_memory_margin "5 percent" is not valid: expected a '
+                     'percentage of total memory such as "5%" or a size such as "512M" or "2G".'),
+    'margin-above-100': ({'ksm_memory_margin': '150%'}, 'ksm_memory_margin "150%" is not valid: a percentage cannot '
+                         'exceed 100%.'),
+    # types: the argument spec, before the rules
+    'run-not-a-setting': ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
+}
+
+
+@pytest.fixture(scope='module')
+def validation():
+    """The results of one run over every case: {case: [results of that host]} and the run itself."""
+    directory = tempfile.mkdtemp(prefix='samepage-role-inputs-')
+    try:
+        hosts = {}
+        for case, variables in list(GOOD.items()) + [(case, bad[0]) for case, bad in BAD.items()]:
+            hostvars = dict(variables, ansible_connection='local', ansible_python_interpreter=sys.executable)
+            hosts[case] = hostvars
+        inventory = os.path.join(directory, 'hosts.yml')
+        with open(inventory, 'w') as handle:
+            yaml.safe_dump({'all': {'hosts': hosts}}, handle)
+        playbook = os.path.join(directory, 'validate.yml')
+        with open(playbook, 'w') as handle:
+            yaml.safe_dump(PLAYBOOK, handle)
+        run = run_playbook(playbook, inventory=inventory, extra_args=('--forks', '50'))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    by_host = {}
+    for result in run.results:
+        by_host.setdefault(result['host'], []).append(result)
+    return by_host, run
+
+
+def _text(result):
+    data = result['result']
+    return str(data.get('msg', '')) + ' ' + ' '.join(data.get('argument_errors', []))
+
+
+@pytest.mark.parametrize('case', sorted(GOOD))
+def test_good_inputs_pass_both_entry_points(validation, case):
+    by_host, run = validation
+    assert run.stats[case]['failed'] == 0 and run.stats[case]['changed'] == 0, (run.stats[case], run.output[-4000:])
+    assert [r for r in by_host[case] if r['status'] == 'failed'] == []
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_bad_inputs_fail_at_one_task_naming_the_variable(validation, case):
+    by_host, run = validation
+    _variables, expected = BAD[case]
+    assert run.stats[case]['failed'] == 1 and run.stats[case]['changed'] == 0, run.stats[case]
+    failed = [r for r in by_host[case] if r['status'] == 'failed']
+    assert len(failed) == 1, failed
+    assert expected in _text(failed[0]), _text(failed[0])
