@@ -335,6 +335,71 @@ def program_files(sources, program_dir=PROGRAM_DIR):
     return files
 
 
+UNIT_NAME = 'samepage-ksm-tuner.service'
+UNIT_PATH = '/etc/systemd/system/' + UNIT_NAME
+RUNTIME_DIRECTORY = 'samepage-ksm'      # /run/samepage-ksm: the state file
+STATE_DIRECTORY = 'samepage-ksm'        # /var/lib/samepage-ksm
+
+
+def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH, ksm_dir=_ksm.KSM_DIR):
+    """The hardened systemd unit that runs the daemon: byte-identical for the same arguments."""
+    for name, value in (('python', python), ('program_dir', program_dir), ('config_path', config_path)):
+        if not os.path.isabs(value) or re.search(r'[\s%$\\"\']', value):
+            raise ConfigError('Invalid %s %r: expected an absolute path without spaces, quotes, %% or $' % (name, value),
+                              key=name)
+    lines = [
+        '# Managed by samepage.ksm.ksm_tuner (Ansible collection samepage.ksm). Do not edit: the next run',
+        '# of the module rewrites this file. Configuration: %s' % config_path,
+        '[Unit]',
+        'Description=Adaptive KSM tuner of samepage.ksm (scans fast while merging pays, within a CPU budget)',
+        'Documentation=https://docs.kernel.org/admin-guide/mm/ksm.html',
+        'ConditionPathIsDirectory=%s' % ksm_dir,
+        'After=ksm.service samepage-ksm-sysfs.service',
+        'Conflicts=ksmtuned.service',
+        # A bad configuration exits 78 (no restart); anything else restarts, but not in a tight loop.
+        'StartLimitIntervalSec=300',
+        'StartLimitBurst=5',
+        '',
+        '[Service]',
+        'Type=simple',
+        'ExecStartPre=%s -I %s --config %s --check-config' % (python, os.path.join(program_dir, ENTRY), config_path),
+        'ExecStart=%s -I %s --config %s --state /run/%s/tuner.json'
+        % (python, os.path.join(program_dir, ENTRY), config_path, RUNTIME_DIRECTORY),
+        'ExecReload=/bin/kill -HUP $MAINPID',
+        'Restart=on-failure',
+        'RestartSec=5',
+        'RestartPreventExitStatus=%d' % EXIT_CONFIG,
+        'RuntimeDirectory=%s' % RUNTIME_DIRECTORY,
+        'StateDirectory=%s' % STATE_DIRECTORY,
+        'NoNewPrivileges=yes',
+        'ProtectSystem=strict',
+        'ProtectKernelTunables=yes',
+        'ReadWritePaths=%s' % ksm_dir,
+        'ProtectHome=yes',
+        'PrivateTmp=yes',
+        'PrivateDevices=yes',
+        'PrivateNetwork=yes',
+        'ProtectKernelModules=yes',
+        'ProtectKernelLogs=yes',
+        'ProtectControlGroups=yes',
+        'ProtectClock=yes',
+        'ProtectHostname=yes',
+        'RestrictAddressFamilies=AF_UNIX',
+        'RestrictNamespaces=yes',
+        'RestrictRealtime=yes',
+        'RestrictSUIDSGID=yes',
+        'LockPersonality=yes',
+        'MemoryDenyWriteExecute=yes',
+        'SystemCallArchitectures=native',
+        'UMask=0022',
+        '',
+        '[Install]',
+        'WantedBy=multi-user.target',
+        '',
+    ]
+    return '\n'.join(lines)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The policy: pure and time-stepped
 
