@@ -420,6 +420,7 @@ MIN_FRACTION = 0.002        # below this share of a core, pause instead of crawl
 GATE_HYSTERESIS = 5         # percentage points above the gate before it closes again
 DEFAULT_PAGE_COST = 6e-6    # CPU seconds per page before one is measured: unique memory, the dearest
 COST_SAMPLES = 20
+STATE_EVERY = 10.0          # seconds between rewrites of the state file while nothing changes
 
 
 class Observation:
@@ -824,37 +825,46 @@ class ProcessWatcher:
     madvises its memory some time after exec: QEMU once it has allocated guest RAM).
     """
 
-    def __init__(self, proc_dir='/proc', recheck_seconds=10.0, list_pids=None, mergeable=None):
+    def __init__(self, proc_dir='/proc', recheck_seconds=10.0, list_pids=None, mergeable=None, last_pid=None):
         self.proc_dir = proc_dir
         self.recheck_seconds = recheck_seconds
         self.list_pids = list_pids or (lambda: os.listdir(self.proc_dir))
         self.mergeable = mergeable or (lambda pid: process_mergeable(self.proc_dir, pid))
+        if last_pid is None and list_pids is None:
+            last_pid = self._last_pid
+        self.last_pid = last_pid
         self.known = None
+        self.seen_last_pid = None
         self.pending = {}
         self.own = str(os.getpid())
 
+    def _last_pid(self):
+        """The id the kernel handed out last (the last field of /proc/loadavg): unchanged, nothing new
+        was started, and /proc need not be listed (the cost of a poll stays flat with the host's size)."""
+        try:
+            return _read_text(os.path.join(self.proc_dir, 'loadavg'), 256).split()[-1]
+        except (IOError, OSError, IndexError):
+            return None
+
     def poll(self, now):
         """Pids (ints) of processes found mergeable since the last poll. The first poll only learns."""
-        names = set(self.list_pids())
-        if self.known is None:
+        last = self.last_pid() if self.last_pid is not None else None
+        if self.known is None or last is None or last != self.seen_last_pid:
+            names = set(self.list_pids())
+            if self.known is not None:
+                for name in names - self.known:
+                    if name.isdigit() and name != self.own:
+                        self.pending[name] = now
             self.known = names
-            return []
-        new = names - self.known
-        self.known = names
-        for name in new:
-            if name.isdigit() and name != self.own:
-                self.pending[name] = now
+            self.seen_last_pid = last
         found = []
         for name, first_seen in list(self.pending.items()):
-            if name not in names:
-                del self.pending[name]
-                continue
             answer = self.mergeable(name)
             if answer:
                 found.append(int(name))
                 del self.pending[name]
             elif answer is None or now - first_seen >= self.recheck_seconds:
-                del self.pending[name]
+                del self.pending[name]       # gone, or not mergeable within recheck_seconds
         return sorted(found)
 
 
@@ -938,6 +948,7 @@ class Tuner:
         self.state_error = None
         self.started = time.time()
         self.own_cpu = []           # (monotonic time, own CPU seconds)
+        self.state_written = None
 
     def log(self, level, text):
         self.logger.log(level, text)
@@ -1024,7 +1035,8 @@ class Tuner:
     def _report(self, decision, obs):
         previous = self.decision
         self.decision = decision
-        if previous is None or previous.phase != decision.phase or previous.rate() != decision.rate():
+        changed = previous is None or previous.phase != decision.phase or previous.rate() != decision.rate()
+        if changed:
             self.phase_since = time.time() if previous is None or previous.phase != decision.phase \
                 else self.phase_since
             self.log('info', 'phase=%s run=%d pages_to_scan=%d sleep_millisecs=%d: %s'
@@ -1034,6 +1046,9 @@ class Tuner:
             self.log('debug', 'phase=%s sharing=%d full_scans=%s last_gain=%s ksmd_cpu=%s'
                      % (decision.phase, sharing_of(obs.counters), obs.counters.get('full_scans'),
                         self.policy.last_gain, obs.ksmd_cpu))
+        if not changed and self.state_written is not None and obs.time - self.state_written < STATE_EVERY:
+            return
+        self.state_written = obs.time
         ksmd = self.policy.ksmd_cpu_percent(self.config['budget_window'])
         self._write_state({
             'phase': decision.phase,

@@ -517,3 +517,27 @@ def test_signals_wake_the_wait():
         signal.set_wakeup_fd(old_fd)
         for number, handler in old.items():
             signal.signal(number, handler)
+
+
+def test_process_watcher_lists_proc_only_when_a_new_id_was_handed_out(tmp_path):
+    listings = []
+    last = ['100']
+
+    def list_pids():
+        listings.append(1)
+        return os.listdir(str(tmp_path))
+
+    watcher = tuner_mod.ProcessWatcher(str(tmp_path), list_pids=list_pids, last_pid=lambda: last[0])
+    watcher.poll(0)
+    watcher.poll(2)
+    watcher.poll(4)
+    assert len(listings) == 1           # last_pid unchanged: nothing new, /proc not listed
+    (tmp_path / '101').mkdir()
+    (tmp_path / '101' / 'ksm_stat').write_text('ksm_mergeable: yes\n')
+    last[0] = '101'
+    assert watcher.poll(6) == [101] and len(listings) == 2
+
+
+def test_last_pid_comes_from_loadavg(tmp_path):
+    (tmp_path / 'loadavg').write_text('0.10 0.20 0.30 1/234 56789\n')
+    assert tuner_mod.ProcessWatcher(str(tmp_path)).last_pid() == '56789'
