@@ -295,12 +295,9 @@ class KsmTuner:
 
     def _run(self, verb, unit):
         if unit is None:
-            rc, out, err = self.systemctl.run_command([self.systemctl.binary, verb], check_rc=False,
-                                                      environ_update=dict(_systemd.ENVIRONMENT))
-            if rc != 0:
-                raise _systemd.SystemdError('systemctl %s failed (rc=%s): %s' % (verb, rc, (err or out).strip()))
-            return
-        self.systemctl.call(verb, unit)
+            self.systemctl.daemon_reload()
+        else:
+            self.systemctl.call(verb, unit)
 
     def _set(self, **values):
         self.after.update(values)
@@ -334,13 +331,7 @@ class KsmTuner:
             raise KsmError('Invalid tuner configuration (option config): %s. Nothing was changed.' % err.msg,
                            key=err.key)
         self.files = Files(self.wanted_files(state))
-        if not _systemd.booted():
-            raise _systemd.SystemdError(no_systemd_message())
-        binary = self.module.get_bin_path('systemctl')
-        if not binary:
-            raise _systemd.SystemdError('systemctl is not installed on this host, although systemd appears to '
-                                        'run (%s exists).' % _systemd.RUNTIME_DIR)
-        self.systemctl = _systemd.Systemctl(self.module.run_command, binary)
+        self.systemctl = _systemd.connect(self.module, no_systemd_message())
         self.before = self.systemctl.show([UNIT])[UNIT]
         self.after = dict(self.before)
         changed_files = self.files.changed()

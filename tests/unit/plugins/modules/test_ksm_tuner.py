@@ -258,3 +258,11 @@ def test_documentation_lists_every_setting_with_its_default():
         default = setting.default if setting.kind == 'choice' else _ksm_tuner.format_number(setting.default)
         assert 'C(%s) (default V(%s))' % (setting.key, default) in text or \
             ('C(%s)' % setting.key in text and 'default V(%s)' % default in text), setting.key
+
+
+def test_systemctl_missing_is_a_clear_error(host, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda module, name, required=False, opt_dirs=None: None)
+    result = host.run()
+    assert result['failed'] is True
+    assert 'systemctl is not installed on this host' in result['msg']
+    assert host.tree() == {}
