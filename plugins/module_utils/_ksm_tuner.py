@@ -273,9 +273,8 @@ def render(mapping, manager='samepage.ksm.ksm_tuner'):
     for setting in SCHEMA:
         if setting.key not in settings:
             continue
-        lines.append('# %s (%s; default %s)' % (setting.description, setting.rule(),
-                                                 setting.default if setting.kind == CHOICE
-                                                 else format_number(setting.default)))
+        default = setting.default if setting.kind == CHOICE else format_number(setting.default)
+        lines.append('# %s (%s; default %s)' % (setting.description, setting.rule(), default))
         value = settings[setting.key]
         lines.append('%s = %s' % (setting.key, value if setting.kind == CHOICE else format_number(value)))
     return '\n'.join(lines) + '\n'
@@ -428,9 +427,9 @@ class Observation:
 
     __slots__ = ('time', 'counters', 'ksmd_cpu', 'mem_total', 'mem_available', 'new_mergeable', 'kick')
 
-    def __init__(self, time, counters, ksmd_cpu=None, mem_total=None, mem_available=None, new_mergeable=(),
+    def __init__(self, when, counters, ksmd_cpu=None, mem_total=None, mem_available=None, new_mergeable=(),
                  kick=None):
-        self.time = time                    # seconds, monotonic
+        self.time = when                    # seconds, monotonic
         self.counters = counters            # _ksm.Ksm.read_state() (run, pages_sharing, full_scans, ...)
         self.ksmd_cpu = ksmd_cpu            # ksmd's utime + stime in seconds, or None
         self.mem_total = mem_total          # bytes, or None
