@@ -21,8 +21,8 @@ the kernel reference (section 9) measured on this machine:
 Memory is modelled in chunks of pages (all pages of a chunk share a state) to keep tests fast.
 Workloads: `same` (every page equal), `paired` (each chunk equals the chunk of the same index in the
 partner region), `unique`; churn rewrites chunks of a region at a rate, a share of them with content
-that merges again (churn_part: the share of the region rewritten, over and over). Regions start at a time (late arrival) and are marked mergeable some time after
-their process appears. Processes are listed like /proc for the tuner's ProcessWatcher.
+that merges again (churn_part: the share of the region rewritten, over and over). Regions start at a
+time (late arrival) and are marked mergeable some time after their process appears. Processes are listed like /proc for the tuner's ProcessWatcher.
 
 Standard library only, Python 3.8 syntax.
 """

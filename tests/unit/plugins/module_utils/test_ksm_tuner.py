@@ -502,8 +502,8 @@ def test_check_config(tmp_path, capsys):
 def test_signals_wake_the_wait():
     if not hasattr(signal, 'SIGUSR1'):  # pragma: no cover
         pytest.skip('POSIX signals')
-    old = dict((number, signal.getsignal(number)) for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM,
-                                                                  signal.SIGINT))
+    numbers = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+    old = dict((number, signal.getsignal(number)) for number in numbers)
     old_fd = signal.set_wakeup_fd(-1)
     try:
         signals = tuner_mod.Signals()

@@ -131,8 +131,8 @@ def test_install_and_start(host):
         with open(os.path.join(here, name)) as handle:
             assert tree[os.path.join(package, name)] == handle.read()
     unit = tree[os.path.join('etc', 'systemd', 'system', UNIT)]
-    assert 'ExecStart=%s -I %s/samepage-ksm-tuner --config %s' % (sys.executable, host.program_dir,
-                                                                 host.config_path) in unit
+    entry = '%s/samepage-ksm-tuner' % host.program_dir
+    assert 'ExecStart=%s -I %s --config %s' % (sys.executable, entry, host.config_path) in unit
     for line in ('NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/sys/kernel/mm/ksm',
                  'ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'RestartPreventExitStatus=78',
                  'RuntimeDirectory=samepage-ksm', 'StateDirectory=samepage-ksm', 'Conflicts=ksmtuned.service'):
