@@ -31,6 +31,7 @@ import configparser
 import datetime
 import errno
 import json
+import math
 import os
 import pkgutil
 import re
@@ -195,7 +196,7 @@ def validate_value(key, value, where=''):
             raise _bad(setting, value, where)
         return _check(setting, value, where)
     if isinstance(value, float):
-        if value != value or value in (float('inf'), float('-inf')):
+        if math.isnan(value) or math.isinf(value):
             raise _bad(setting, value, where)
         if value.is_integer():
             value = int(value)

@@ -54,7 +54,7 @@ options:
       - V(started) installs the tuner and makes sure it runs (started, or restarted when its program,
         configuration or unit changed).
       - V(stopped) installs it and makes sure it does not run. On stop the daemon leaves ksmd at the idle
-        rate (C(run=1), O(config.idle_pages_to_scan) pages every O(config.idle_sleep_millisecs) ms), or
+        rate (C(run=1), C(idle_pages_to_scan) pages every C(idle_sleep_millisecs) ms of O(config)), or
         stopped (C(run=0)) while its pressure gate is closed; merged pages stay merged either way.
       - V(absent) stops and disables the service and removes the unit, the configuration and the program.
     type: str

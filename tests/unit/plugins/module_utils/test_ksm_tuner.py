@@ -399,7 +399,7 @@ def test_state_file_fields(tmp_path):
     for key in ('version', 'reason', 'since', 'updated', 'ksmd_cpu_percent', 'own_cpu_percent', 'full_scans',
                 'cpu_budget_percent', 'budget_window', 'started'):
         assert key in data
-    assert [name for name in os.listdir(str(tmp_path / 'run'))] == ['tuner.json']
+    assert os.listdir(str(tmp_path / 'run')) == ['tuner.json']
 
 
 def test_resting_state_is_the_idle_rate_with_pages_kept():
