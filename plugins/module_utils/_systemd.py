@@ -189,6 +189,13 @@ class Systemctl:
             return 'not-found'
         raise self._error(args, rc, out, err)
 
+    def daemon_reload(self):
+        """systemctl daemon-reload: systemd reads the unit files again; raises SystemdError."""
+        args = ['daemon-reload']
+        rc, out, err = self._run(args)
+        if rc != 0:
+            raise self._error(args, rc, out, err)
+
     def call(self, verb, unit):
         """start, stop, restart, reload, enable, disable, unmask ... one unit; raises SystemdError."""
         args = [verb, '--', unit]
@@ -196,6 +203,18 @@ class Systemctl:
         if rc != 0:
             raise self._error(args, rc, out, err)
         return out, err
+
+
+def connect(module, no_systemd_message):
+    """A Systemctl for an AnsibleModule, or SystemdError: no_systemd_message when systemd is not PID 1,
+    another when systemctl is missing although systemd runs."""
+    if not booted():
+        raise SystemdError(no_systemd_message)
+    binary = module.get_bin_path('systemctl')
+    if not binary:
+        raise SystemdError('systemctl is not installed on this host, although systemd appears to run (%s exists).'
+                           % RUNTIME_DIR)
+    return Systemctl(module.run_command, binary)
 
 
 def detect_virt(run_command, binary):

@@ -369,13 +369,7 @@ class KsmService:
         state = self.params['state']
         enabled = self.params['enabled']
 
-        if not _systemd.booted():
-            raise _systemd.SystemdError(no_systemd_message())
-        binary = self.module.get_bin_path('systemctl')
-        if not binary:
-            raise _systemd.SystemdError('systemctl is not installed on this host, although systemd appears '
-                                        'to run (%s exists).' % _systemd.RUNTIME_DIR)
-        self.systemctl = _systemd.Systemctl(self.module.run_command, binary)
+        self.systemctl = _systemd.connect(self.module, no_systemd_message())
 
         distro = units_mod.detect()
         statuses = self._read()
