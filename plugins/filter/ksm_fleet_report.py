@@ -159,6 +159,8 @@ _value:
 import csv
 import io
 
+from collections.abc import Mapping
+
 from ansible.errors import AnsibleFilterError
 
 # The kernel's rule of thumb (Documentation/admin-guide/mm/ksm.rst, "Monitoring KSM profit"): a process
@@ -207,11 +209,11 @@ def _number(value):
 
 
 def _mapping(value):
-    return value if isinstance(value, dict) else {}
+    return value if isinstance(value, Mapping) else {}
 
 
 def _status(result):
-    if not isinstance(result, dict) or result.get('skipped'):
+    if not isinstance(result, Mapping) or result.get('skipped'):
         return 'not_read', 'no ksm_info result for this host (it was not part of the run, or the task was skipped)'
     if result.get('unreachable'):
         return 'unreachable', str(result.get('msg') or 'the host could not be reached')
@@ -248,8 +250,8 @@ def _process_row(row, page_size):
 
 def _host(name, hostvars, result_var, top):
     variables = hostvars[name] if name in hostvars else {}
-    result = variables.get(result_var) if hasattr(variables, 'get') else None
-    groups = list(variables.get('group_names') or []) if hasattr(variables, 'get') else []
+    result = variables.get(result_var) if isinstance(variables, Mapping) else None
+    groups = list(variables.get('group_names') or []) if isinstance(variables, Mapping) else []
     status, message = _status(result)
     host = {
         'name': name,
@@ -309,7 +311,7 @@ def _host(name, hostvars, result_var, top):
             host['settings'][knob] = _number(settings.get(knob))
         if host['settings']['run'] is not None:
             host['run_text'] = RUN_MEANING.get(host['settings']['run'], 'run=%s' % host['settings']['run'])
-        rows = [_process_row(row, page_size) for row in result.get('processes') or [] if isinstance(row, dict)]
+        rows = [_process_row(row, page_size) for row in result.get('processes') or [] if isinstance(row, Mapping)]
         host['processes'] = rows[:top]
         host['processes_read'] = len(rows)
         if any(row['rmap_items'] is not None for row in rows):
@@ -327,7 +329,7 @@ def _host(name, hostvars, result_var, top):
 def _tuner_text(tuner):
     if tuner is None:
         return NA
-    if isinstance(tuner, dict):
+    if isinstance(tuner, Mapping):
         return ', '.join('%s=%s' % (key, value) for key, value in sorted(tuner.items())
                          if not isinstance(value, (dict, list))) or NA
     return str(tuner)
@@ -397,19 +399,25 @@ def _text(report):
         ['group', 'hosts', 'read', 'unreadable', 'saved', 'general_profit', 'unmerge needs'],
         [[group['name'], group['host_count'], group['read'], group['unreadable'], group['saved_bytes_text'],
           group['general_profit_text'], group['unmerge_needed_bytes_text']] for group in report['groups']])]
-    lines += ['', 'Hosts (run/pages_to_scan/sleep_millisecs)']
+    lines += ['', 'Hosts (knobs: run/pages_to_scan/sleep_millisecs; available: MemAvailable + SwapFree)']
+    header = ['host', 'status', 'saved', 'general_profit']
+    header += ['ksmd cpu'] if report['has_ksmd_cpu'] else []
+    header += ['unmerge needs', 'available', 'knobs', 'competing']
+    header += ['tuner'] if report['has_tuner'] else []
     rows = []
     for host in report['hosts']:
-        if host['status'] == 'ok':
-            rows.append([host['name'], host['status_text'], host['saved_bytes_text'], host['general_profit_text'],
-                         host['ksmd_cpu_text'], host['unmerge_needed_bytes_text'],
-                         host['unmerge_available_bytes_text'], _settings_text(host),
-                         ', '.join(sorted(host['competing_managers'])) or '-', host['tuner_text']])
-        else:
-            rows.append([host['name'], host['status_text'].upper(), NA, NA, NA, NA, NA, NA, NA, NA])
-    lines += ['  ' + line for line in _table(
-        ['host', 'status', 'saved', 'general_profit', 'ksmd cpu', 'unmerge needs', 'available', 'knobs',
-         'competing', 'tuner'], rows)]
+        if host['status'] != 'ok':
+            rows.append([host['name'], host['status_text'].upper()] + [NA] * (len(header) - 2))
+            continue
+        row = [host['name'], host['status_text'], host['saved_bytes_text'], host['general_profit_text']]
+        row += [host['ksmd_cpu_text']] if report['has_ksmd_cpu'] else []
+        row += [host['unmerge_needed_bytes_text'], host['unmerge_available_bytes_text'], _settings_text(host),
+                ', '.join(sorted(host['competing_managers'])) or '-']
+        row += [host['tuner_text']] if report['has_tuner'] else []
+        rows.append(row)
+    lines += ['  ' + line for line in _table(header, rows)]
+    if not report['has_ksmd_cpu']:
+        lines.append('  ksmd CPU time: not reported by ksm_info')
     unreadable = [host for host in report['hosts'] if host['status'] != 'ok']
     if unreadable:
         lines += ['', 'Hosts that could not be read']
@@ -453,10 +461,10 @@ def _csv(report):
 
 def ksm_fleet_report(hostvars, hosts, result_var='ksm_report_info', groups=None, top_processes=5):
     """The fleet report of the ksm_info results registered as `result_var` on `hosts`."""
-    if not hasattr(hostvars, '__getitem__'):
+    if not isinstance(hostvars, Mapping):
         raise AnsibleFilterError('ksm_fleet_report: the input must be hostvars (a mapping of host to variables), '
                                  'got %s' % type(hostvars).__name__)
-    if isinstance(hosts, str) or not hasattr(hosts, '__iter__'):
+    if isinstance(hosts, (str, Mapping)) or not hasattr(hosts, '__iter__'):
         raise AnsibleFilterError('ksm_fleet_report: hosts must be a list of host names (ansible_play_hosts_all), '
                                  'got %r' % (hosts,))
     try:
