@@ -354,7 +354,8 @@ def _total(name, hosts):
     judged = [host for host in read if host['headroom_bytes'] is not None]
     total['short_of_memory'] = len([host for host in judged if host['headroom_bytes'] < 0]) if judged else None
     total['headroom_hosts'] = len(judged)
-    total['not_paying'] = sum(len(host['not_paying'] or []) for host in read)
+    audited = [host for host in read if host['not_paying'] is not None]
+    total['not_paying'] = sum(len(host['not_paying']) for host in audited) if audited else None
     return total
 
 

@@ -167,7 +167,9 @@ def test_processes_are_cut_to_top_and_those_ksm_does_not_pay_for_are_found():
         {'pid': 12, 'command': 'qemu-c', 'merging_pages': 10, 'merging_bytes': 10 * PAGE, 'rmap_items': 640},
         {'pid': 13, 'command': 'idle', 'merging_pages': 0, 'merging_bytes': 0, 'rmap_items': 300},
     ]
-    host = ksm_fleet_report(hostvars(h=(['a'], read_result(processes=processes))), ['h'], top_processes=2)['hosts'][0]
+    report = ksm_fleet_report(hostvars(h=(['a'], read_result(processes=processes))), ['h'], top_processes=2)
+    host = report['hosts'][0]
+    assert report['fleet']['not_paying'] == 2 and report['groups'][0]['not_paying'] == 2
     assert [row['pid'] for row in host['processes']] == [10, 11]
     assert host['processes_read'] == 4
     # more than 64 rmap items per merged page (641 > 640), or items and nothing merged
@@ -176,8 +178,9 @@ def test_processes_are_cut_to_top_and_those_ksm_does_not_pay_for_are_found():
     assert host['processes'][0]['fraction'] == 1.0
 
     without_ksm_stat = [{'pid': 10, 'command': 'qemu', 'merging_pages': 5, 'merging_bytes': 5 * PAGE}]
-    host = ksm_fleet_report(hostvars(h=(['a'], read_result(processes=without_ksm_stat))), ['h'])['hosts'][0]
-    assert host['not_paying'] is None   # the kernel reports no rmap items: unknown, not "none"
+    report = ksm_fleet_report(hostvars(h=(['a'], read_result(processes=without_ksm_stat))), ['h'])
+    assert report['hosts'][0]['not_paying'] is None   # the kernel reports no rmap items: unknown, not "none"
+    assert report['fleet']['not_paying'] is None
 
 
 def test_text_and_csv_name_every_host_and_the_unreadable_as_such():
