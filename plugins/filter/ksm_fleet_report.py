@@ -16,7 +16,7 @@ description:
     text (C(60.0 MiB)), a plain-text summary and a CSV.
   - A host that cannot be read is reported as such, never with zeros - RV(hosts[].status) is
     V(unreachable), V(failed) (the module failed; RV(hosts[].message) says why), V(ksm_missing) (the
-    kernel has no KSM, M(samepage.ksm.ksm_info) returned C(available=false)) or V(not_read) (no result:
+    kernel has no KSM, M(samepage.ksm.ksm_info) returned C(available=false)) or V(not_read) (no result -
     the host was not in the run). Totals add up the hosts that were read and say how many could not be.
   - Only figures M(samepage.ksm.ksm_info) returns are used; a figure it does not return is V(null) here and
     C(n/a) in the text. The unmerge estimate is (C(pages_sharing) + C(ksm_zero_pages)) times the page size,
