@@ -134,11 +134,11 @@ def png_size(path):
 
 def write_inventory(directory):
     no_ksm = os.path.join(directory, 'python-without-ksm')
-    with open(no_ksm, 'w') as handle:
+    with open(no_ksm, 'w', encoding='utf-8') as handle:
         handle.write(NO_KSM_INTERPRETER % sys.executable)
     os.chmod(no_ksm, 0o755)
     path = os.path.join(directory, 'hosts.ini')
-    with open(path, 'w') as handle:
+    with open(path, 'w', encoding='utf-8') as handle:
         handle.write(
             '[dense]\n'
             'localhost ansible_connection=local ansible_python_interpreter=%s\n'
@@ -229,7 +229,7 @@ def test_the_rendered_report_names_every_host_with_its_figures(tmp_path, ksm_hos
     not_paying, _attrs = elements(dom, 'data-not-paying-of')
     assert set(not_paying) == {'localhost'}
 
-    with open(str(out / 'report.csv')) as handle:
+    with open(str(out / 'report.csv'), encoding='utf-8') as handle:
         table = dict((row['host'], row) for row in csv.DictReader(handle))
     assert set(table) == {'localhost', 'unreachable-host', 'host-without-ksm'}
     assert table['localhost']['status'] == 'ok' and table['localhost']['saved_bytes'] == str(saved)
