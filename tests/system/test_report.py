@@ -263,3 +263,24 @@ def test_the_collection_playbook_writes_into_the_current_directory(tmp_path):
     assert sorted(os.listdir(str(out))) == ['report.csv', 'report.html', 'report.txt']
     assert 'Report: %s/report.html' % out in output
     assert 'data-host="localhost" data-status="ok"' in (out / 'report.html').read_text()
+
+
+@pytest.mark.every_controller
+def test_ci_can_fail_the_run_on_hosts_that_cannot_be_read_once_the_report_is_written(tmp_path):
+    inventory = tmp_path / 'hosts.ini'
+    inventory.write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n'
+                         'unreachable-host ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_user=root '
+                         'ansible_ssh_timeout=10\n' % sys.executable)
+    out = tmp_path / 'report'
+    quiet = run_playbook(PLAYBOOK, inventory=str(inventory), extra_vars={'ksm_report_dir': str(out),
+                                                                       'ksm_report_max_processes': 0})
+    assert quiet.rc == 0, quiet.output
+    strict = run_playbook(PLAYBOOK, inventory=str(inventory),
+                          extra_vars={'ksm_report_dir': str(out), 'ksm_report_max_processes': 0,
+                                      'ksm_report_fail_on_unreadable': True})
+    assert strict.rc != 0
+    failed = strict.results_for('Fail when a host could not be read')
+    assert [item['status'] for item in failed] == ['failed'], strict.output
+    assert '1 of 2 host(s) could not be read: unreachable-host' in failed[0]['result']['msg']
+    assert sorted(os.listdir(str(out))) == ['report.csv', 'report.html', 'report.txt']
+    assert 'data-host="unreachable-host" data-status="unreachable"' in (out / 'report.html').read_text()
