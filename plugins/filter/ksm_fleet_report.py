@@ -14,8 +14,8 @@ description:
     C(hostvars) magic variable) and returns the figures of the fleet report of the C(samepage.ksm.report)
     playbook - per host, per inventory group and for the whole fleet - with every byte figure also as
     text (C(60.0 MiB)), a plain-text summary and a CSV.
-  - A host that cannot be read is reported as such, never with zeros - RV(hosts[].status) is
-    V(unreachable), V(failed) (the module failed; RV(hosts[].message) says why), V(ksm_missing) (the
+  - A host that cannot be read is reported as such, never with zeros - RV(_value.hosts[].status) is
+    V(unreachable), V(failed) (the module failed; RV(_value.hosts[].message) says why), V(ksm_missing) (the
     kernel has no KSM, M(samepage.ksm.ksm_info) returned C(available=false)) or V(not_read) (no result -
     the host was not in the run). Totals add up the hosts that were read and say how many could not be.
   - Only figures M(samepage.ksm.ksm_info) returns are used; a figure it does not return is V(null) here and
@@ -118,7 +118,7 @@ _value:
           description: C(MemAvailable) plus C(SwapFree), when the result reports them.
           type: int
         headroom_bytes:
-          description: RV(hosts[].unmerge_available_bytes) minus RV(hosts[].unmerge_needed_bytes).
+          description: RV(_value.hosts[].unmerge_available_bytes) minus RV(_value.hosts[].unmerge_needed_bytes).
           type: int
         ksmd_cpu_seconds:
           description: CPU time of ksmd, when the result reports it.
