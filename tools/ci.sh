@@ -13,7 +13,8 @@
 #   tools/ci.sh units        pytest tests/unit under both controllers; module_utils tests on 3.8 and 3.9
 #   tools/ci.sh lint         ansible-lint --profile production
 #   tools/ci.sh sanity       ansible-test sanity (all tests, no ignore file) with ansible-core 2.21 and 2.19
-#   tools/ci.sh system       pytest tests/system (the real /sys/kernel/mm/ksm): all under 2.21, every_controller under 2.19
+#   tools/ci.sh system       pytest tests/system (the real /sys/kernel/mm/ksm): all under 2.21, every_controller under 2.19;
+#                            installs Debian's chromium when missing (the fleet report is rendered by it)
 #   tools/ci.sh lab          pytest tests/lab against one lab of QEMU guests (labctl run): the one-guest
 #                            tests side by side (a pytest per guest), then the whole-lab ones
 #   tools/ci.sh demo         python3 lab/labctl.py demo, with SAMEPAGE_VENV set to the 2.21 controller
@@ -455,8 +456,20 @@ stage_sanity() {
     [ $rc_a -eq 0 ] && [ $rc_b -eq 0 ]
 }
 
+# tests/system/test_report.py looks at the fleet report as a person would: rendered by headless Chromium
+# (Debian's chromium package). Only the system stage needs it.
+require_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt_install chromium
+    else
+        warn "chromium is not installed: the fleet report's rendering test will be skipped"
+    fi
+}
+
 stage_system() {
     bootstrapped
+    require_chromium
     local failed=0
     # Every test under the newest ansible-core; under the older one, the tests marked every_controller
     # (what the controller's ansible-core decides: argument parsing, check and diff results, playbooks).
