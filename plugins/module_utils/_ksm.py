@@ -24,7 +24,7 @@ import os
 import re
 import time
 
-from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError
+from ._errors import SamepageError
 
 KSM_DIR = '/sys/kernel/mm/ksm'
 PROC_DIR = '/proc'

@@ -286,7 +286,7 @@ def render(mapping, manager='samepage.ksm.ksm_tuner'):
 
 PROGRAM_DIR = '/usr/lib/samepage-ksm'
 PACKAGE = 'samepage_ksm'
-SOURCES = ('_ksm.py', '_ksm_tuner.py')
+SOURCES = ('_errors.py', '_ksm.py', '_ksm_tuner.py')
 ENTRY = PROGRAM
 
 

@@ -21,7 +21,7 @@ description:
     processes with mergeable memory every few seconds (looking only at process ids it has not seen), and
     starts a fast phase at once on C(systemctl reload) (SIGHUP). Optionally it merges only under memory
     pressure, as ksmtuned does. The policy and its reasons are in C(docs/tuner.md) of the collection.
-  - The program is the collection's own code, copies of the module utilities C(_ksm.py) and
+  - The program is the collection's own code, copies of the module utilities C(_errors.py), C(_ksm.py) and
     C(_ksm_tuner.py), read through the module loader at run time, as a package under
     C(/usr/lib/samepage-ksm/samepage_ksm/), with an entry script C(/usr/lib/samepage-ksm/samepage-ksm-tuner).
     The configuration is C(/etc/samepage-ksm/tuner.conf) (INI, one C([tuner]) section, not shell), the unit
@@ -193,6 +193,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
 from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
@@ -281,17 +282,19 @@ class KsmTuner:
         self.check_mode = module.check_mode
         self.actions = []
         self.files = None
+        self.written = []       # files this run has written (before a later step failed, too)
         self.before = None
         self.after = None
         self.settings = None
         self.systemctl = None
 
     def _do(self, verb, unit=None, predict=None):
+        # A command is listed once it has succeeded (in check mode: once it is predicted), never before.
+        if not self.check_mode:
+            self._run(verb, unit)
         self.actions.append(verb if unit is None else '%s %s' % (verb, unit))
         if predict is not None:
             predict()
-        if not self.check_mode:
-            self._run(verb, unit)
 
     def _run(self, verb, unit):
         if unit is None:
@@ -345,6 +348,7 @@ class KsmTuner:
                 self._do('disable', UNIT, lambda: self._set(unit_file_state='disabled'))
             if not self.check_mode:
                 self.files.write()
+                self.written = changed_files
                 self.files.remove_empty_dirs(changed_files)
             if unit_changed:
                 self._do('daemon-reload', None, lambda: self._set(load_state='not-found', unit_file_state=''))
@@ -352,6 +356,7 @@ class KsmTuner:
 
         if not self.check_mode:
             self.files.write()
+            self.written = changed_files
         if unit_changed or self.before.get('need_daemon_reload'):
             self._do('daemon-reload', None, lambda: self._set(load_state='loaded'))
         if self.params['enabled'] and not _systemd.is_enabled(self.after):
@@ -408,14 +413,15 @@ class KsmTuner:
         return result
 
     def failure(self):
-        result = {'actions': list(self.actions), 'unit': UNIT, 'state_file': STATE_FILE,
-                  'files': self.files.changed() if self.files is not None and self.actions else []}
+        # Only what happened: the files written and the systemctl commands that succeeded before the failure.
+        result = {'changed': not self.check_mode and bool(self.actions or self.written),
+                  'actions': list(self.actions), 'unit': UNIT, 'state_file': STATE_FILE, 'files': list(self.written)}
         if self.before is not None:
             after = self.after
             if self.actions and not self.check_mode:
                 try:
                     after = self.systemctl.show([UNIT])[UNIT]
-                except KsmError:
+                except SamepageError:
                     pass
             result['status'] = {'before': _systemd.reported(self.before), 'after': _systemd.reported(after)}
         return result
@@ -435,8 +441,8 @@ def main():
     tuner = KsmTuner(module)
     try:
         result = tuner.run()
-    except KsmError as err:
-        module.fail_json(msg=err.msg, **tuner.failure())
+    except SamepageError as err:
+        fail(module, err, tuner.failure())
     module.exit_json(**result)
 
 

@@ -123,8 +123,8 @@ def test_install_and_start(host):
     tree = host.tree()
     package = os.path.join('usr-lib-samepage-ksm', _ksm_tuner.PACKAGE)
     assert sorted(p for p in tree if p.startswith('usr-lib')) == sorted(
-        [os.path.join('usr-lib-samepage-ksm', _ksm_tuner.ENTRY), os.path.join(package, '__init__.py'),
-         os.path.join(package, '_ksm.py'), os.path.join(package, '_ksm_tuner.py')])
+        [os.path.join('usr-lib-samepage-ksm', _ksm_tuner.ENTRY), os.path.join(package, '__init__.py')]
+        + [os.path.join(package, name) for name in _ksm_tuner.SOURCES])
     # one source of truth: the installed program is the module_utils code, byte for byte
     here = os.path.dirname(_ksm_tuner.__file__)
     for name in _ksm_tuner.SOURCES:
