@@ -34,7 +34,6 @@ repetitions; ratios against flat out per repetition, then the median. Every run 
 (tests/support/ksm_host.py) and puts every knob back.
 """
 
-import configparser
 import contextlib
 import os
 import signal
@@ -188,18 +187,23 @@ class Tuner:
         self.work = None
 
     def start(self, host):
+        from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
         self.work = tempfile.mkdtemp(prefix='bench-tuner-')
+        # The program as samepage.ksm.ksm_tuner installs it (entry script + package of the module_utils
+        # copies), its configuration as the module renders it, run as the unit runs it (python -I).
+        program_dir = os.path.join(self.work, 'program')
+        for path, text in _ksm_tuner.program_files(_ksm_tuner.read_sources(), program_dir).items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as handle:
+                handle.write(text)
         conf = os.path.join(self.work, 'tuner.conf')
-        parser = configparser.ConfigParser()
-        parser['tuner'] = dict((key, str(value)) for key, value in self.config.items())
         with open(conf, 'w') as handle:
-            parser.write(handle)
+            handle.write(_ksm_tuner.render(_ksm_tuner.validate(self.config)))
         with open(os.path.join(self.work, 'tuner.log'), 'w') as log:
             self.process = subprocess.Popen(
-                [sys.executable, '-m', 'ansible_collections.samepage.ksm.plugins.module_utils._ksm_tuner',
-                 '--config', conf, '--state', os.path.join(self.work, 'tuner.json')],
-                env=dict(os.environ, PYTHONPATH=benchlib.COLLECTIONS_ROOT), start_new_session=True,
-                stdout=log, stderr=subprocess.STDOUT)
+                [sys.executable, '-I', os.path.join(program_dir, _ksm_tuner.ENTRY), '--config', conf,
+                 '--state', os.path.join(self.work, 'tuner.json')],
+                start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
     def own_cpu(self):
         return cpu_seconds(self.process.pid) if self.process else 0.0

@@ -289,7 +289,7 @@ def profile(group, inventory=INVENTORY, nodes=None):
             knobs[name] = _as_bool(value)
         else:
             knobs[name] = value
-    keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
+    keys = ksmtuned_keys()
     return {
         'group': group,
         'enabled': enabled,
@@ -311,11 +311,15 @@ def profile_knobs(group, inventory=INVENTORY, nodes=None):
     return profile(group, inventory, nodes)['knobs']
 
 
+def ksmtuned_keys():
+    """The ksmtuned role's integer rules ({var, key, min, max}), from its vars where they are kept."""
+    return list(_load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers'].values())
+
+
 def ksmtuned_defaults():
     """ksmtuned.conf of the ksmtuned role's defaults (ksmtuned's own), {KEY: value}."""
     values = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'defaults', 'main.yml'))
-    keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
-    return {rule['key']: int(values[rule['var']]) for rule in keys}
+    return {rule['key']: int(values[rule['var']]) for rule in ksmtuned_keys()}
 
 
 def ksmtuned_sleep(mem_total_kib, conf=None):
