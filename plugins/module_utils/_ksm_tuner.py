@@ -1157,11 +1157,11 @@ def build_parser():
                         help='INI file with a [tuner] section (default %s; defaults apply when that file '
                              'does not exist)' % DEFAULT_CONFIG_PATH)
     parser.add_argument('--state', default=DEFAULT_STATE_PATH,
-                        help='JSON state file, rewritten atomically every round (default %(default)s; '
-                             'empty: none)')
+                        help='JSON state file, rewritten atomically on every change of phase or rate and at '
+                             'least every %d s (default %%(default)s; empty: none)' % STATE_EVERY)
     parser.add_argument('--check-config', action='store_true', help='validate the configuration and exit')
     parser.add_argument('--once', action='store_true',
-                        help='one round (observe, decide, apply), print the decision and exit')
+                        help='observe once, print what the policy decides and exit (writes nothing)')
     parser.add_argument('--version', action='version', version='%s %s' % (PROGRAM, VERSION))
     return parser
 
@@ -1183,10 +1183,15 @@ def main(argv=None):
         return 0
     tuner = Tuner(config, state_path=options.state or None, config_path=path)
     if options.once:
+        # A look, not a change: one policy step that would otherwise leave ksmd at the fast rate.
         tuner.watcher = None
-        tuner.step()
-        sys.stdout.write('%r\n' % (tuner.decision,))
-        return 0 if tuner.decision is not None else 1
+        try:
+            decision = tuner.policy.step(tuner.observe())
+        except (_ksm.KsmError, IOError, OSError) as err:
+            sys.stderr.write('%s: %s\n' % (PROGRAM, getattr(err, 'msg', None) or err))
+            return 1
+        sys.stdout.write('%r\n' % (decision,))
+        return 0
     signals = Signals()
     tuner.log('info', '%s %s started (pid %d, configuration %s): %s'
               % (PROGRAM, VERSION, os.getpid(), path,

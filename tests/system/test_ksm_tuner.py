@@ -22,6 +22,7 @@ import time
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
+from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
 PAGE = os.sysconf('SC_PAGE_SIZE')
@@ -141,3 +142,23 @@ def test_bad_configuration_refuses_to_start_naming_the_key(tmp_path, line, key):
     err = result.stderr.decode()
     assert 'refusing to start' in err and key in err and str(daemon.config) in err
     assert not daemon.state.exists()
+
+
+@pytest.mark.every_controller
+@pytest.mark.skipif(os.path.isdir('/run/systemd/system'), reason='systemd runs as PID 1 here: the lab covers it')
+@pytest.mark.parametrize('check', [False, True])
+def test_module_without_systemd_a_clear_failure_after_loading_the_program(check):
+    """Through a real AnsiballZ run: the module reads the program's sources through the module loader
+    (which fails with its own message) before it finds that systemd is not PID 1, and changes nothing."""
+    result = run_module('samepage.ksm.ksm_tuner', {'config': {'cpu_budget': 10}}, check=check, diff=True)
+    assert result['failed'] is True and result['changed'] is False
+    assert result['msg'].startswith('systemd is not running as PID 1 on this host'), result['msg']
+    assert 'Traceback (most recent call last)' not in result.output
+    assert not os.path.exists(_ksm_tuner.UNIT_PATH) and not os.path.exists(_ksm_tuner.DEFAULT_CONFIG_PATH)
+
+
+@pytest.mark.every_controller
+def test_module_refuses_a_bad_config_naming_the_key():
+    result = run_module('samepage.ksm.ksm_tuner', {'config': {'cpu_budget': 500}})
+    assert result['failed'] is True and result['changed'] is False
+    assert 'cpu_budget' in result['msg'] and 'Nothing was changed' in result['msg']

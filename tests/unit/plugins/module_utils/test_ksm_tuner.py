@@ -541,3 +541,17 @@ def test_process_watcher_lists_proc_only_when_a_new_id_was_handed_out(tmp_path):
 def test_last_pid_comes_from_loadavg(tmp_path):
     (tmp_path / 'loadavg').write_text('0.10 0.20 0.30 1/234 56789\n')
     assert tuner_mod.ProcessWatcher(str(tmp_path)).last_pid() == '56789'
+
+
+def test_once_prints_the_decision_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    kernel = FakeKsmKernel('6.18')
+    monkeypatch.setattr(_ksm, 'SysfsIO', lambda *args, **kwargs: kernel)
+    assert tuner_mod.main(['--config', str(tmp_path / 'none.conf'), '--once']) == tuner_mod.EXIT_CONFIG
+    (tmp_path / 'tuner.conf').write_text('[tuner]\n')
+    assert tuner_mod.main(['--config', str(tmp_path / 'tuner.conf'), '--state', '', '--once']) == 0
+    assert 'Decision(fast run=1 pages_to_scan=20000 sleep_millisecs=0' in capsys.readouterr().out
+    assert kernel.writes == []
+    absent = FakeKsmKernel('absent')
+    monkeypatch.setattr(_ksm, 'SysfsIO', lambda *args, **kwargs: absent)
+    assert tuner_mod.main(['--config', str(tmp_path / 'tuner.conf'), '--state', '', '--once']) == 1
+    assert 'no KSM' in capsys.readouterr().err
