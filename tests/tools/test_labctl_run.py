@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-LABCTL = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'lab', 'labctl.py')
+LABCTL = os.path.join(os.path.dirname(__file__), '..', '..', 'lab', 'labctl.py')
 
 
 @pytest.fixture(scope='module')
