@@ -789,7 +789,8 @@ stage_release() {  # VERSION
         || die "VERSION $version is not above the current version $current"
     "$(venv_release)/bin/antsibull-changelog" lint
     sed -i "s/^version: .*/version: $version/" galaxy.yml
-    "$(venv_release)/bin/antsibull-changelog" release --version "$version"
+    # antsibull-changelog runs ansible-doc to find the plugins and roles new in this release.
+    PATH="$(venv_release)/bin:$PATH" "$(venv_release)/bin/antsibull-changelog" release --version "$version"
     local work tarball
     work=$(mktemp -d "$CACHE/release.XXXXXX")
     tarball=$(built_tarball "$work")
