@@ -551,7 +551,10 @@ built_tarball() {  # work-dir: builds the working tree's tarball into work-dir/d
     ls "$1"/dist/samepage-ksm-*.tar.gz
 }
 
-with_ansible_test_lock() {  # venv command...: ansible-test's own environments, one user per version
+# ansible-test keeps the environments of its sanity tests in ~/.ansible/test/venv, shared by every clone
+# and created without a lock: one sanity run per ansible-core version at a time (as sanity_one does).
+# `--venv` itself, units and integration use environments inside the collection's tests/output.
+with_ansible_test_lock() {  # venv command...
     local version
     version=$(ansible_version "$1")
     shift
@@ -628,11 +631,16 @@ installed_checks() {  # venv installed-collection-dir
     (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" units --venv --python "$python" --color no) 2>&1 \
         | { grep --line-buffered -vE "$PIP_NOISE" || true; }
     [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+    with_ansible_test_lock "$venv" installed_sanity "$venv" "$dest" || failed=1
+    return $failed
+}
+
+installed_sanity() {  # venv installed-collection-dir
+    local venv=$1 dest=$2
     say "-- ansible-test sanity on the installed collection, $(ansible_version "$venv"), Pythons: $(target_pythons)"
     (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
         | { grep --line-buffered -vE "$PIP_NOISE" || true; }
-    [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
-    return $failed
+    return "${PIPESTATUS[0]}"
 }
 
 stage_installed() {
@@ -651,7 +659,7 @@ stage_installed() {
     done
     [ -s "$dest/COPYING" ] || { say "FAILED: no COPYING in $(basename "$tarball")"; failed=1; }
     [ $failed -eq 1 ] || say "ok: $(basename "$tarball") ships no developer-only path ($DEVELOPER_ONLY)"
-    with_ansible_test_lock "$(venv_b)" installed_checks "$(venv_b)" "$dest" || failed=1
+    installed_checks "$(venv_b)" "$dest" || failed=1
     rm -rf "$work"
     return $failed
 }
@@ -778,7 +786,7 @@ integration_tree() {  # copy-root
 
 stage_integration() {
     bootstrapped
-    with_ansible_test_lock "$(venv_b)" with_tree_lock "" integration_tree
+    with_tree_lock "" integration_tree
 }
 
 stage_release() {  # VERSION
