@@ -825,8 +825,9 @@ stage_env() {
     say "cache:           $CACHE"
     say "controller A:    $(venv_a) -> $(readlink "$(venv_a)" 2>/dev/null || echo 'not built')"
     say "controller B:    $(venv_b) -> $(readlink "$(venv_b)" 2>/dev/null || echo 'not built')"
+    say "release tools:   $(venv_release) -> $(readlink "$(venv_release)" 2>/dev/null || echo 'not built')"
     say "target Pythons:  $CACHE/pythons ($(target_pythons))"
-    say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm"
+    say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm (release stages: $(stage_tree -release))"
     say "ansible-test:    $HOME/.ansible/test (its venvs and the get-pip stand-in)"
 }
 
