@@ -573,7 +573,8 @@ docs_site_build() {  # work-dir
         "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null
     site=$work/site
     mkdir -m 700 "$site"
-    export ANSIBLE_COLLECTIONS_PATH=$work/collections PATH="$(venv_release)/bin:$PATH"
+    PATH="$(venv_release)/bin:$PATH"
+    export ANSIBLE_COLLECTIONS_PATH=$work/collections PATH
     # Only the installed collection (and ansible.builtin) is documented: --use-current reads
     # ANSIBLE_COLLECTIONS_PATH, nothing is downloaded.
     (cd "$site" && antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
@@ -797,8 +798,9 @@ stage_release() {  # VERSION
     cd "$REPO"
     [ -z "$(git status --porcelain)" ] || die "the working tree has uncommitted changes: commit or stash them first"
     current=$(sed -n 's/^version: *//p' galaxy.yml)
-    [ "$(printf '%s\n%s\n' "$current" "$version" | sort -V | tail -n 1)" = "$version" ] && [ "$current" != "$version" ] \
-        || die "VERSION $version is not above the current version $current"
+    if [ "$current" = "$version" ] || [ "$(printf '%s\n%s\n' "$current" "$version" | sort -V | tail -n 1)" != "$version" ]; then
+        die "VERSION $version is not above the current version $current"
+    fi
     "$(venv_release)/bin/antsibull-changelog" lint
     sed -i "s/^version: .*/version: $version/" galaxy.yml
     # antsibull-changelog runs ansible-doc to find the plugins and roles new in this release.
