@@ -1,10 +1,10 @@
-# samepage.ksm developer entry points. Every stage lives in tools/ci.sh; see README.md, "Development".
+# samepage.ksm developer entry points. Every stage lives in tools/ci.sh; see docs/development.md.
 # Environments are cached outside the clone: SAMEPAGE_CACHE (default /var/cache/samepage-ksm).
 
 SHELL := /bin/bash
 CI := bash tools/ci.sh
 
-.PHONY: test bootstrap changelog build docs units lint sanity system lab-test demo lab-down env lock help bench
+.PHONY: test bootstrap changelog build docs docs-site installed importer ee units lint sanity integration system lab-test demo lab-down env lock release help bench
 
 ## test       every suite (the one test command; .ci/run runs it)
 test:
@@ -22,7 +22,23 @@ changelog:
 build docs:
 	@$(CI) build
 
-## units      pytest tests/unit (both controllers; module_utils tests also on Python 3.8 and 3.9)
+## docs-site  the docs site (antsibull-docs + Sphinx) built offline, warnings fail; SAMEPAGE_KEEP_DOCS=DIR keeps it
+docs-site:
+	@$(CI) docs-site
+
+## installed  the built tarball installed: nothing developer-only in it, ansible-test units + sanity on it
+installed:
+	@$(CI) installed
+
+## importer   galaxy-importer (flake8 on) on the built tarball, no warning
+importer:
+	@$(CI) importer
+
+## ee         ansible-builder introspect + create for the collection (no image build)
+ee:
+	@$(CI) ee
+
+## units      pytest tests/unit and tests/tools (both controllers; module_utils tests also on Python 3.8 and 3.9)
 units:
 	@$(CI) units
 
@@ -33,6 +49,10 @@ lint:
 ## sanity     ansible-test sanity, every test, no ignore file (ansible-core 2.21 and 2.19)
 sanity:
 	@$(CI) sanity
+
+## integration ansible-test integration (tests/integration) against this machine's real KSM, under the host lock
+integration:
+	@$(CI) integration
 
 ## system     pytest tests/system against this machine's real /sys/kernel/mm/ksm (2.21; every_controller tests also 2.19)
 system:
@@ -57,6 +77,10 @@ env:
 ## lock       re-resolve tests/requirements/*.txt from the pins in tests/requirements/*.in
 lock:
 	@$(CI) lock
+
+## release    make release VERSION=x.y.z: changelog release, version in galaxy.yml, CHANGELOG.md, tarball (docs/development.md)
+release:
+	@$(CI) release $(VERSION)
 
 ## bench      benchmarks (bench/README.md; not part of test): make bench [BENCH=host|lab|NAME] [BENCH_REPS=3]
 bench:

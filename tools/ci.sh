@@ -12,7 +12,14 @@
 #   tools/ci.sh build        ansible-galaxy collection build + install, ansible-doc of every module and role
 #   tools/ci.sh units        pytest tests/unit under both controllers; module_utils tests on 3.8 and 3.9
 #   tools/ci.sh lint         ansible-lint --profile production
+#   tools/ci.sh docs-site    the docs site (antsibull-docs sphinx-init + Sphinx) built offline, no warnings
+#   tools/ci.sh installed    the built tarball installed: nothing developer-only shipped, ansible-test units and
+#                            sanity run on the installed content
+#   tools/ci.sh importer     galaxy-importer (flake8 on) on the built tarball: no error, no warning
+#   tools/ci.sh ee           ansible-builder create for meta/execution-environment.yml, the context checked
 #   tools/ci.sh sanity       ansible-test sanity (all tests, no ignore file) with ansible-core 2.21 and 2.19
+#   tools/ci.sh integration  ansible-test integration (tests/integration) against this machine's real KSM,
+#                            holding the host lock; every knob put back afterwards
 #   tools/ci.sh system       pytest tests/system (the real /sys/kernel/mm/ksm): all under 2.21, every_controller under 2.19;
 #                            installs Debian's chromium when missing (the fleet report is rendered by it)
 #   tools/ci.sh lab          pytest tests/lab against one lab of QEMU guests (labctl run): the one-guest
@@ -20,6 +27,7 @@
 #   tools/ci.sh demo         python3 lab/labctl.py demo, with SAMEPAGE_VENV set to the 2.21 controller
 #   tools/ci.sh env          print where everything lives
 #   tools/ci.sh lock         re-resolve tests/requirements/*.txt from the top-level pins in *.in
+#   tools/ci.sh release VERSION   cut a release: changelog, version in galaxy.yml, tarball (docs/development.md)
 #
 # Environment: SAMEPAGE_CACHE (default /var/cache/samepage-ksm), FAIL_FAST=1 (stop `all` at the first
 # failing stage), SAMEPAGE_PY_A / SAMEPAGE_PY_B (pyenv versions of the two controllers),
@@ -35,7 +43,7 @@ TARGET_MINORS="3.8 3.9 3.10 3.11 3.12 3.13"
 OLD_TARGET_MINORS="3.8 3.9"         # extra runs of the pure-stdlib module_utils unit tests
 REQ_DIR=$REPO/tests/requirements
 VENV_FORMAT=1                       # bump to rebuild every environment
-ALL_STAGES="changelog build units lint sanity system lab"
+ALL_STAGES="changelog build docs-site installed importer ee units lint sanity integration system lab"
 # pip's progress lines inside ansible-test's own environment setup (kept out of the log)
 PIP_NOISE="^WARNING: Location '.*' is ignored|^ *(Collecting|Downloading|Processing|Installing collected|Attempting uninstall|Found existing installation|Uninstalling|Successfully uninstalled|Looking in|Requirement already)|━━"
 
@@ -193,6 +201,7 @@ ensure_venv() {  # name python requirements-file
 venv_a() { echo "$CACHE/venv/controller-2.19"; }
 ansible_version() { "$1/bin/python" -c 'from ansible.release import __version__; print("ansible-core " + __version__)'; }
 venv_b() { echo "$CACHE/venv/controller-2.21"; }
+venv_release() { echo "$CACHE/venv/release-tools"; }
 
 # ansible-test bootstraps pip in its virtual environments with get-pip.py from a host that cannot be
 # reached here; it uses ~/.ansible/test/cache/get_pip_<version>.py when present.
@@ -249,6 +258,9 @@ stage_bootstrap() {
     # The environments are independent: build them side by side (pip mostly waits on the network).
     ensure_venv controller-2.19 "$python_a" "$REQ_DIR/controller-2.19.txt" & jobs+=($!)
     ensure_venv controller-2.21 "$python_b" "$REQ_DIR/controller-2.21.txt" & jobs+=($!)
+    # galaxy-importer, ansible-builder, Sphinx: apart from the controllers (the importer pins its own
+    # ansible-lint and flake8)
+    ensure_venv release-tools "$python_b" "$REQ_DIR/release-tools.txt" & jobs+=($!)
     for minor in $OLD_TARGET_MINORS; do
         python=$(find_python "$minor")
         if [ -n "$python" ]; then
@@ -267,6 +279,7 @@ stage_bootstrap() {
     flock -u 8
     say "controller A: $(ansible_version "$(venv_a)") on $("$(venv_a)/bin/python" --version)"
     say "controller B: $(ansible_version "$(venv_b)") on $("$(venv_b)/bin/python" --version)"
+    say "release tools: $("$(venv_release)/bin/python" --version), $(ansible_version "$(venv_release)")"
 }
 
 bootstrapped() {
@@ -403,8 +416,9 @@ stage_build() {
 stage_units() {
     bootstrapped
     local failed=0 minor
-    run_pytest "$(venv_a)" "controller A" tests/unit || failed=1
-    run_pytest "$(venv_b)" "controller B" tests/unit || failed=1
+    # tests/tools: the developers' tools (tools/ci.sh, lab/), not shipped, so apart from tests/unit
+    run_pytest "$(venv_a)" "controller A" tests/unit tests/tools || failed=1
+    run_pytest "$(venv_b)" "controller B" tests/unit tests/tools || failed=1
     if [ -d "$REPO/tests/unit/plugins/module_utils" ]; then
         for minor in $OLD_TARGET_MINORS; do
             [ -e "$CACHE/venv/target-py$minor" ] || continue
@@ -533,6 +547,287 @@ stage_lab_suites() {  # run by `labctl run`: SAMEPAGE_LAB_REUSE names the lab th
     return $failed
 }
 
+# ---------------------------------------------------------------------------------------------------
+# Release checks: the collection as its users and the ecosystem's tools get it (the built tarball)
+
+COLLECTION_DIR=ansible_collections/samepage/ksm
+# What build_ignore must keep out of the tarball: developers' tools that users cannot run.
+DEVELOPER_ONLY="Makefile pytest.ini tools lab bench .ci tests/lab tests/system tests/tools tests/support tests/requirements"
+
+build_tarball_of() {  # output-dir copy-root: ansible-galaxy collection build of the work copy
+    "$(venv_b)/bin/ansible-galaxy" collection build "$2/$COLLECTION_DIR" --output-path "$1" --force >/dev/null
+}
+
+built_tarball() {  # work-dir: builds the working tree's tarball into work-dir/dist, prints its path
+    mkdir -p "$1/dist"
+    # A copy of its own: the integration and sanity stages hold the main copy for minutes.
+    with_tree_lock -release build_tarball_of "$1/dist" >&2
+    ls "$1"/dist/samepage-ksm-*.tar.gz
+}
+
+# ansible-test keeps the environments of its sanity tests in ~/.ansible/test/venv, shared by every clone
+# and created without a lock: one sanity run per ansible-core version at a time (as sanity_one does).
+# `--venv` itself, units and integration use environments inside the collection's tests/output.
+with_ansible_test_lock() {  # venv command...
+    local version
+    version=$(ansible_version "$1")
+    shift
+    (
+        exec {lock_fd}>"$CACHE/locks/${version// /-}.lock"
+        flock "$lock_fd"
+        "$@"
+    )
+}
+
+docs_site_build() {  # work-dir
+    local work=$1 tarball site failed=0
+    tarball=$(built_tarball "$work")
+    ANSIBLE_COLLECTIONS_PATH=$work/collections \
+        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null
+    site=$work/site
+    mkdir -m 700 "$site"
+    PATH="$(venv_release)/bin:$PATH"
+    export ANSIBLE_COLLECTIONS_PATH=$work/collections PATH
+    # Only the installed collection (and ansible.builtin) is documented: --use-current reads
+    # ANSIBLE_COLLECTIONS_PATH, nothing is downloaded.
+    (cd "$site" && antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
+        --no-add-antsibull-docs-version --project samepage.ksm --copyright 'samepage.ksm contributors' \
+        --title 'samepage.ksm' --html-short-title 'samepage.ksm' --dest-dir . samepage.ksm >/dev/null)
+    (cd "$site" && antsibull-docs --config-file antsibull-docs.cfg collection --cleanup everything \
+        --fail-on-error --use-current --squash-hierarchy --dest-dir rst samepage.ksm)
+    # Offline: intersphinx reads a local inventory instead of downloading the Ansible documentation's;
+    # references to it still point at its pages (tools/docsite_inventory.py).
+    "$(venv_release)/bin/python" "$REPO/tools/docsite_inventory.py" "$site/rst" "$site/ansible_devel.inv"
+    cat >>"$site/conf.py" <<'CONF'
+
+# tools/ci.sh docs-site: no network; the Ansible documentation's labels come from a local inventory.
+intersphinx_mapping = {
+    'ansible_devel': ('https://docs.ansible.com/projects/ansible/devel/',
+                      __import__('os').path.join(__import__('os').path.dirname(__file__), 'ansible_devel.inv')),
+}
+CONF
+    say "-- sphinx-build -W (a warning fails the build)"
+    (cd "$site" && sphinx-build -M html rst build -c . -W --keep-going -q) || failed=1
+    if [ $failed -eq 0 ]; then
+        local pages
+        pages=$(find "$site/build/html" -name '*.html' | wc -l)
+        local page
+        for page in index ksm_sysfs_module ksm_unmerge_module ksm_info_module ksm_service_module \
+                    ksm_role ksmtuned_role docsite/guide_profiles docsite/guide_security \
+                    docsite/guide_tuning docsite/guide_troubleshooting; do
+            [ -s "$site/build/html/$page.html" ] || { say "FAILED: $page.html missing from the site"; failed=1; }
+        done
+        say "docs site: $pages HTML pages (built in $site/build/html, removed afterwards)"
+    fi
+    return $failed
+}
+
+stage_docs_site() {
+    bootstrapped
+    local work rc=0
+    work=$(mktemp -d "$CACHE/docs-site.XXXXXX")
+    (docs_site_build "$work") || rc=$?
+    if [ -n "${SAMEPAGE_KEEP_DOCS:-}" ] && [ $rc -eq 0 ]; then
+        rm -rf "$SAMEPAGE_KEEP_DOCS" && mkdir -p "$(dirname "$SAMEPAGE_KEEP_DOCS")"
+        mv "$work/site/build/html" "$SAMEPAGE_KEEP_DOCS"
+        say "site kept in $SAMEPAGE_KEEP_DOCS"
+    fi
+    rm -rf "$work"
+    [ $rc -eq 0 ] && say "docs site: OK (no warnings)"
+    return $rc
+}
+
+installed_checks() {  # venv installed-collection-dir
+    local venv=$1 dest=$2 failed=0 python
+    # What this proves is that the shipped tests have all they need, so one Python (the controller's:
+    # controller, modules and module_utils tests) is enough; the units stage covers the other Pythons.
+    python=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    say "-- ansible-test units on the installed collection, $(ansible_version "$venv"), Python $python"
+    (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" units --venv --python "$python" --color no) 2>&1 \
+        | { grep --line-buffered -vE "$PIP_NOISE" || true; }
+    [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+    with_ansible_test_lock "$venv" installed_sanity "$venv" "$dest" || failed=1
+    return $failed
+}
+
+installed_sanity() {  # venv installed-collection-dir
+    local venv=$1 dest=$2
+    say "-- ansible-test sanity on the installed collection, $(ansible_version "$venv"), Pythons: $(target_pythons)"
+    (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
+        | { grep --line-buffered -vE "$PIP_NOISE" || true; }
+    return "${PIPESTATUS[0]}"
+}
+
+stage_installed() {
+    bootstrapped
+    local work tarball dest path failed=0
+    work=$(mktemp -d "$CACHE/installed.XXXXXX")
+    tarball=$(built_tarball "$work")
+    ANSIBLE_COLLECTIONS_PATH=$work/collections \
+        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null
+    dest=$work/collections/$COLLECTION_DIR
+    for path in $DEVELOPER_ONLY; do
+        if [ -e "$dest/$path" ]; then
+            say "FAILED: $(basename "$tarball") ships $path (developer-only: add it to build_ignore in galaxy.yml)"
+            failed=1
+        fi
+    done
+    [ -s "$dest/COPYING" ] || { say "FAILED: no COPYING in $(basename "$tarball")"; failed=1; }
+    [ $failed -eq 1 ] || say "ok: $(basename "$tarball") ships no developer-only path ($DEVELOPER_ONLY)"
+    installed_checks "$(venv_b)" "$dest" || failed=1
+    rm -rf "$work"
+    return $failed
+}
+
+importer_run() {  # work-dir
+    local work=$1 tarball log rc=0
+    tarball=$(built_tarball "$work")
+    # flake8 on (galaxy-importer's optional check); ansible-test off (the sanity stages run it).
+    cat >"$work/galaxy-importer.cfg" <<'CFG'
+[galaxy-importer]
+LOG_LEVEL_MAIN = INFO
+RUN_FLAKE8 = True
+RUN_ANSIBLE_LINT = True
+RUN_ANSIBLE_TEST = False
+CFG
+    log=$work/importer.log
+    (cd "$work" && GALAXY_IMPORTER_CONFIG=$work/galaxy-importer.cfg PATH="$(venv_release)/bin:$PATH" \
+        "$(venv_release)/bin/python" -m galaxy_importer.main "$tarball") >"$log" 2>&1 || rc=$?
+    cat "$log"
+    if [ $rc -ne 0 ]; then
+        say "FAILED: galaxy-importer exited with $rc"
+        return 1
+    fi
+    if grep -qE '^(WARNING|ERROR)|^[^ ]+:[0-9]+:[0-9]+: [A-Z][0-9]+ ' "$log"; then
+        say "FAILED: galaxy-importer reported warnings or errors (above)"
+        return 1
+    fi
+    say "galaxy-importer: OK (no warning, flake8 on)"
+}
+
+stage_importer() {
+    bootstrapped
+    local work rc=0
+    work=$(mktemp -d "$CACHE/importer.XXXXXX")
+    importer_run "$work" || rc=$?
+    rm -rf "$work"
+    return $rc
+}
+
+ee_run() {  # work-dir
+    local work=$1 tarball ctx failed=0 introspected
+    tarball=$(built_tarball "$work")
+    ANSIBLE_COLLECTIONS_PATH=$work/collections \
+        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null
+    # The collection's own metadata, as ansible-builder reads it from an installed collection: the
+    # files meta/execution-environment.yml names are shipped and empty (no controller-side dependency)...
+    local meta=$work/collections/$COLLECTION_DIR/meta file
+    for file in execution-environment.yml ee-requirements.txt ee-bindep.txt; do
+        [ -f "$meta/$file" ] || { say "FAILED: $(basename "$tarball") does not ship meta/$file"; failed=1; }
+    done
+    introspected=$(cd "$work" && "$(venv_release)/bin/ansible-builder" introspect "$work/collections") || failed=1
+    printf '%s\n' "$introspected"
+    if grep -q 'from collection samepage.ksm' <<<"$introspected"; then
+        say "FAILED: ansible-builder finds dependencies of samepage.ksm (meta/ee-*.txt should list none)"
+        failed=1
+    fi
+    # ... and they are the files ansible-builder reads: a requirement added to a copy is found.
+    mkdir -p "$work/probe"
+    cp -a "$work/collections/ansible_collections" "$work/probe/"
+    echo 'samepage-probe-package==1.0' >>"$work/probe/$COLLECTION_DIR/meta/ee-requirements.txt"
+    echo 'samepage-probe-system [platform:rpm]' >>"$work/probe/$COLLECTION_DIR/meta/ee-bindep.txt"
+    introspected=$("$(venv_release)/bin/ansible-builder" introspect "$work/probe") || failed=1
+    if [ "$(grep -cE 'samepage-probe-(package==1.0|system).*# from collection samepage.ksm' <<<"$introspected")" -ne 2 ]; then
+        printf '%s\n' "$introspected"
+        say "FAILED: ansible-builder does not read meta/ee-requirements.txt and meta/ee-bindep.txt as meta/execution-environment.yml says"
+        failed=1
+    else
+        say "ok: ansible-builder reads meta/ee-requirements.txt and meta/ee-bindep.txt (a probe requirement added to each was found)"
+    fi
+    # A user's execution environment that installs the collection from the tarball.
+    mkdir -p "$work/ee"
+    cp "$tarball" "$work/ee/"
+    cat >"$work/ee/requirements.yml" <<YAML
+---
+collections:
+  - name: ./$(basename "$tarball")
+    type: file
+YAML
+    cat >"$work/ee/execution-environment.yml" <<YAML
+---
+version: 3
+images:
+  base_image:
+    name: quay.io/ansible/awx-ee:latest
+dependencies:
+  galaxy: requirements.yml
+additional_build_files:
+  - src: $(basename "$tarball")
+    dest: collections
+YAML
+    ctx=$work/ee/context
+    (cd "$work/ee" && "$(venv_release)/bin/ansible-builder" create --file execution-environment.yml \
+        --context "$ctx" --output-filename Containerfile -v 1) || failed=1
+    local expect
+    for expect in Containerfile _build/requirements.yml "_build/collections/$(basename "$tarball")"; do
+        [ -s "$ctx/$expect" ] || { say "FAILED: ansible-builder create left no $expect"; failed=1; }
+    done
+    if ! grep -q 'ansible-galaxy collection install' "$ctx/Containerfile" 2>/dev/null; then
+        say "FAILED: the Containerfile does not install the collections"
+        failed=1
+    fi
+    [ $failed -eq 1 ] || say "ansible-builder create: OK (context in a temporary directory: Containerfile, requirements.yml, the tarball)"
+    return $failed
+}
+
+stage_ee() {
+    bootstrapped
+    local work rc=0
+    work=$(mktemp -d "$CACHE/ee.XXXXXX")
+    ee_run "$work" || rc=$?
+    rm -rf "$work"
+    return $rc
+}
+
+integration_tree() {  # copy-root
+    local root=$1 dest=$1/$COLLECTION_DIR
+    # tools/with_ksm_host.py holds /tmp/samepage-ksm-host.lock for the whole run, snapshots every
+    # writable knob and puts them back afterwards (tests/support/ksm_host.py), as the system suite does.
+    (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$(venv_b)/bin/python" "$REPO/tools/with_ksm_host.py" "$root" -- \
+        "$(venv_b)/bin/ansible-test" integration --venv --allow-destructive --color no) 2>&1 \
+        | { grep --line-buffered -vE "$PIP_NOISE" || true; }
+    return "${PIPESTATUS[0]}"
+}
+
+stage_integration() {
+    bootstrapped
+    with_tree_lock "" integration_tree
+}
+
+stage_release() {  # VERSION
+    local version=${1:-} current
+    [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "usage: make release VERSION=x.y.z (semantic version)"
+    bootstrapped
+    cd "$REPO"
+    [ -z "$(git status --porcelain)" ] || die "the working tree has uncommitted changes: commit or stash them first"
+    current=$(sed -n 's/^version: *//p' galaxy.yml)
+    if [ "$current" = "$version" ] || [ "$(printf '%s\n%s\n' "$current" "$version" | sort -V | tail -n 1)" != "$version" ]; then
+        die "VERSION $version is not above the current version $current"
+    fi
+    "$(venv_release)/bin/antsibull-changelog" lint
+    sed -i "s/^version: .*/version: $version/" galaxy.yml
+    # antsibull-changelog runs ansible-doc to find the plugins and roles new in this release.
+    PATH="$(venv_release)/bin:$PATH" "$(venv_release)/bin/antsibull-changelog" release --version "$version"
+    local work tarball
+    work=$(mktemp -d "$CACHE/release.XXXXXX")
+    tarball=$(built_tarball "$work")
+    mv "$tarball" "$REPO/"
+    rm -rf "$work"
+    say "released $version: galaxy.yml, changelogs/changelog.yaml and CHANGELOG.md updated, fragments removed;"
+    say "tarball: $REPO/$(basename "$tarball")"
+    say "next: review the diff, run make test, commit ('Release $version'), tag $version (docs/development.md)"
+}
+
 stage_demo() {
     bootstrapped
     cd "$REPO"
@@ -545,24 +840,28 @@ stage_env() {
     say "cache:           $CACHE"
     say "controller A:    $(venv_a) -> $(readlink "$(venv_a)" 2>/dev/null || echo 'not built')"
     say "controller B:    $(venv_b) -> $(readlink "$(venv_b)" 2>/dev/null || echo 'not built')"
+    say "release tools:   $(venv_release) -> $(readlink "$(venv_release)" 2>/dev/null || echo 'not built')"
     say "target Pythons:  $CACHE/pythons ($(target_pythons))"
-    say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm"
+    say "collection copy: $(stage_tree)/ansible_collections/samepage/ksm (release stages: $(stage_tree -release))"
     say "ansible-test:    $HOME/.ansible/test (its venvs and the get-pip stand-in)"
 }
 
 stage_lock() {
     prepare_cache
     local name python tmp
-    for name in controller-2.19 controller-2.21 target-py38; do
+    for name in controller-2.19 controller-2.21 target-py38 release-tools; do
         case $name in
             controller-2.19) python=$(python_a) ;;
-            controller-2.21) python=$(python_b) ;;
+            controller-2.21|release-tools) python=$(python_b) ;;
             target-py38) python=$(find_python 3.8) ;;
         esac
         tmp=$(mktemp -d "$CACHE/lock.XXXXXX")
         "$python" -m venv "$tmp/venv"
         "$tmp/venv/bin/python" -m pip install --quiet -r "$REQ_DIR/$name.in"
-        { grep '^#' "$REQ_DIR/$name.txt" || true; "$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude setuptools --exclude wheel; } > "$tmp/new.txt"
+        # release-tools keeps setuptools pinned: pbr (an ansible-builder dependency) needs it at run time.
+        local excludes=(--exclude pip --exclude wheel)
+        [ "$name" = release-tools ] || excludes+=(--exclude setuptools)
+        { grep '^#' "$REQ_DIR/$name.txt" || true; "$tmp/venv/bin/python" -m pip freeze --all "${excludes[@]}"; } > "$tmp/new.txt"
         mv "$tmp/new.txt" "$REQ_DIR/$name.txt"
         rm -rf "$tmp"
         say "resolved $REQ_DIR/$name.txt"
@@ -594,10 +893,10 @@ stage_all() {
     started=$(date +%s)
     stage_bootstrap
     export SAMEPAGE_BOOTSTRAPPED=1
-    summary+=("$(printf '%-10s %-6s %5ss' bootstrap ok $(( $(date +%s) - started )))")
+    summary+=("$(printf '%-12s %-6s %5ss' bootstrap ok $(( $(date +%s) - started )))")
     for stage in $ALL_STAGES; do
         if [[ $skip == *" $stage "* ]]; then
-            summary+=("$(printf '%-10s %-6s' "$stage" skipped)")
+            summary+=("$(printf '%-12s %-6s' "$stage" skipped)")
             continue
         fi
         [ "$stage" != lab ] || continue     # running in the background
@@ -607,9 +906,9 @@ stage_all() {
         bash "${BASH_SOURCE[0]}" "$stage" || rc=$?
         seconds=$(( $(date +%s) - started ))
         if [ $rc -eq 0 ]; then
-            summary+=("$(printf '%-10s %-6s %5ss' "$stage" ok "$seconds")")
+            summary+=("$(printf '%-12s %-6s %5ss' "$stage" ok "$seconds")")
         else
-            summary+=("$(printf '%-10s %-6s %5ss' "$stage" FAILED "$seconds")")
+            summary+=("$(printf '%-12s %-6s %5ss' "$stage" FAILED "$seconds")")
             failed+=("$stage")
             if [ -n "${FAIL_FAST:-}" ]; then
                 break
@@ -628,9 +927,9 @@ stage_all() {
         rm -f "$lab_log"
         seconds=$(( $(date +%s) - lab_started ))
         if [ $rc -eq 0 ]; then
-            summary+=("$(printf '%-10s %-6s %5ss %s' lab ok "$seconds" '(background, from the start)')")
+            summary+=("$(printf '%-12s %-6s %5ss %s' lab ok "$seconds" '(background, from the start)')")
         else
-            summary+=("$(printf '%-10s %-6s %5ss %s' lab FAILED "$seconds" '(background, from the start)')")
+            summary+=("$(printf '%-12s %-6s %5ss %s' lab FAILED "$seconds" '(background, from the start)')")
             failed+=(lab)
         fi
     fi
@@ -648,9 +947,11 @@ main() {
     local stage=$1
     shift
     case $stage in
-        all|bootstrap|changelog|build|units|lint|sanity|system|lab|demo|env|lock) "stage_$stage" "$@" ;;
+        all|bootstrap|changelog|build|units|lint|sanity|integration|system|lab|demo|env|lock|installed|importer|ee|release)
+            "stage_$stage" "$@" ;;
+        docs-site) stage_docs_site "$@" ;;
         lab-suites) stage_lab_suites "$@" ;;
-        *) die "unknown stage '$stage' (all bootstrap changelog build units lint sanity system lab demo env lock)" ;;
+        *) die "unknown stage '$stage' (all bootstrap changelog build docs-site installed importer ee units lint sanity integration system lab demo env lock release)" ;;
     esac
 }
 

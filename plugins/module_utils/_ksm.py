@@ -1059,8 +1059,9 @@ def process_savings(limit=None, proc_dir=None, page_bytes=None):
         except (OSError, ValueError):
             continue  # gone, a kernel thread, or a kernel without per-process KSM files
         merging = stats.get('ksm_merging_pages', 0)
-        if not (merging or stats.get('ksm_rmap_items') or stats.get('ksm_zero_pages')
-                or stats.get('ksm_mergeable') or stats.get('ksm_merge_any')):
+        takes_part = (merging, stats.get('ksm_rmap_items'), stats.get('ksm_zero_pages'),
+                      stats.get('ksm_mergeable'), stats.get('ksm_merge_any'))
+        if not any(takes_part):
             continue
         row = {
             'pid': int(entry),

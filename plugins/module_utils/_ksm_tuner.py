@@ -1012,8 +1012,8 @@ class Tuner:
         Every write of the tuner goes through here (the host-wide KSM lock wraps it at integration)."""
         wanted = decision.knobs()
         changed_behind = sorted(name for name, value in self.written.items()
-                                if name in state and name in wanted and state[name] != value
-                                and not (name == 'run' and value == 0 and state[name] == 2))
+                                if name in state and name in wanted and state[name] != value and not (
+                                    name == 'run' and value == 0 and state[name] == 2))
         if changed_behind:
             self.log('warning', 'another writer changed %s (ksmtuned? a hand-written value?); setting it back'
                      % ', '.join('%s to %s' % (name, state[name]) for name in changed_behind))

@@ -377,8 +377,8 @@ class KsmService:
         self.package = self.resolution.package(name)
         self.before = statuses
         self.model = {u: dict(s) for u, s in statuses.items()}
-        if (self.resolution.unit(name) is None and not self.params['must_exist']
-                and state in (None, 'stopped') and not enabled):
+        nothing_to_do = state in (None, 'stopped') and not enabled
+        if self.resolution.unit(name) is None and not self.params['must_exist'] and nothing_to_do:
             # Nothing to stop or disable: a unit that is not installed is as off as it gets.
             result = self.result()
             result['msg'] = '%s Nothing to stop or disable.' % units_mod.missing_message(
@@ -538,8 +538,8 @@ class KsmService:
 
     def _warn_boot(self, name, enabled):
         ksmtuned = self.resolution.unit('ksmtuned')
-        if (name == 'ksm' and enabled is False and ksmtuned and self.resolution.ksmtuned_requires_ksm
-                and _systemd.is_enabled(self.model[ksmtuned])):
+        ksmtuned_starts_ksm = bool(ksmtuned) and self.resolution.ksmtuned_requires_ksm
+        if name == 'ksm' and enabled is False and ksmtuned_starts_ksm and _systemd.is_enabled(self.model[ksmtuned]):
             self.module.warn('%s is disabled, but %s is enabled and Requires=%s, so systemd still starts '
                              '%s at boot; disable ksmtuned too to keep KSM off at boot.'
                              % (self.unit, ksmtuned, self.unit, self.unit))

@@ -10,7 +10,7 @@ import re
 
 from ansible_collections.samepage.ksm.tests.lab.conftest import GUEST_FIXTURES
 
-CI_SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tools', 'ci.sh')
+CI_SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'tools', 'ci.sh')
 
 
 def test_ci_runs_every_guest_group_of_the_lab_suite():
