@@ -48,6 +48,10 @@ PROGRAM = 'samepage-ksm-tuner'
 SECTION = 'tuner'
 DEFAULT_CONFIG_PATH = '/etc/samepage-ksm/tuner.conf'
 DEFAULT_STATE_PATH = '/run/samepage-ksm/tuner.json'
+# The host-wide lock of KSM writers (_ksm.host_lock): how long a round waits for a module that holds it
+# (an unmerge can take seconds), and when the tuner decides again if it is still held.
+LOCK_WAIT = 5
+LOCK_RETRY = 1
 EXIT_CONFIG = 78        # EX_CONFIG (sysexits.h): the unit's RestartPreventExitStatus, so no restart loop
 
 INT = 'int'
@@ -375,6 +379,7 @@ def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH
         'ProtectSystem=strict',
         'ProtectKernelTunables=yes',
         'ReadWritePaths=%s' % ksm_dir,
+        'ReadWritePaths=-%s' % os.path.dirname(_ksm.LOCK_PATH),   # the host lock of KSM writers
         'ProtectHome=yes',
         'PrivateTmp=yes',
         'PrivateDevices=yes',
@@ -980,7 +985,8 @@ class Tuner:
         try:
             obs = self.observe(kick)
             decision = self.policy.step(obs)
-            self._apply(decision, obs.counters)
+            if not self._apply(decision, obs.counters):
+                return LOCK_RETRY
         except (_ksm.KsmError, IOError, OSError) as err:
             return self._failed(err)
         if self.error is not None:
@@ -1009,19 +1015,30 @@ class Tuner:
     def _apply(self, decision, state):
         """Write the knobs of a decision that differ from the live values, in the kernel's order.
 
-        Every write of the tuner goes through here (the host-wide KSM lock wraps it at integration)."""
+        Every write of the tuner goes through here, under the host-wide lock of KSM writers (the modules
+        take it too), planned against the values read again under the lock: a module's change and the
+        tuner's never interleave. Returns False, having written nothing, when another writer holds the
+        lock for longer than LOCK_WAIT (the next round decides again)."""
         wanted = decision.knobs()
-        changed_behind = sorted(name for name, value in self.written.items()
-                                if name in state and name in wanted and state[name] != value and not (
-                                    name == 'run' and value == 0 and state[name] == 2))
-        if changed_behind:
-            self.log('warning', 'another writer changed %s (ksmtuned? a hand-written value?); setting it back'
-                     % ', '.join('%s to %s' % (name, state[name]) for name in changed_behind))
-        writes, dummy = self.ksm.plan(state, wanted)
-        if writes:
-            self.ksm.apply(writes, state)
+        if all(state.get(name) == value for name, value in wanted.items()):
+            return True             # nothing to write, nothing to lock
+        try:
+            with _ksm.host_lock(timeout=LOCK_WAIT, who=PROGRAM):
+                state = self.ksm.read_state()
+                changed_behind = sorted(name for name, value in self.written.items()
+                                        if name in state and name in wanted and state[name] != value and not (
+                                            name == 'run' and value == 0 and state[name] == 2))
+                if changed_behind:
+                    self.log('warning', 'another writer changed %s (ksmtuned? a hand-written value?); setting it '
+                             'back' % ', '.join('%s to %s' % (name, state[name]) for name in changed_behind))
+                writes, dummy = self.ksm.plan(state, wanted)
+                if writes:
+                    self.ksm.apply(writes, state)
+        except _ksm.KsmLockTimeout as err:
+            self.log('info', '%s; deciding again in %d s' % (err.msg, LOCK_RETRY))
+            return False
         self.written.update(wanted)
-        return writes
+        return True
 
     # -- reporting ----------------------------------------------------------------------------------
     def _own_cpu_percent(self, now):

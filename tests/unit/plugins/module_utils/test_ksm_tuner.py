@@ -346,6 +346,20 @@ def test_another_writer_is_noticed_and_overridden():
     assert sim.kernel.values['pages_to_scan'] == 100
 
 
+def test_writes_wait_for_the_host_lock_of_ksm_writers(tmp_path, monkeypatch):
+    """While a module holds the host lock the tuner writes nothing; once it is free, it writes."""
+    monkeypatch.setattr(_ksm, 'LOCK_PATH', str(tmp_path / 'samepage-ksm.lock'))
+    monkeypatch.setattr(tuner_mod, 'LOCK_WAIT', 0.2)
+    sim, tuner, log = make({'process_poll_seconds': 0})
+    sim.add(Region('a', 64, 'same'))
+    with _ksm.host_lock(timeout=1, who='samepage.ksm.ksm_sysfs'):
+        assert tuner.step() == tuner_mod.LOCK_RETRY
+        assert sim.kernel.successful_writes() == []
+    assert 'program=samepage.ksm.ksm_sysfs' in log.getvalue()
+    tuner.step()
+    assert sim.kernel.successful_writes()[:3] == [('pages_to_scan', '20000'), ('sleep_millisecs', '0'), ('run', '1')]
+
+
 @pytest.mark.parametrize('preset,mode,fragment,phase', [
     ('absent', None, 'this kernel has no KSM', 'unavailable'),
     ('6.18', 'readonly', 'read-only', 'error'),
