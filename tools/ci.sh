@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-# The stages of `make test` (the Makefile calls this script; see README.md, "Development").
+# The stages of `make test` (the Makefile calls this script; see docs/development.md).
 #
 #   tools/ci.sh all          every stage below (the lab in the background from the start, the others in
 #                            order); exit status 1 if any failed
