@@ -875,6 +875,45 @@ def _iso(timestamp):
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def _is_tuner_process(pid, proc='/proc'):
+    """Whether pid is a running samepage-ksm-tuner (its command line names the program): a pid in a
+    stale state file may belong to another process by now."""
+    try:
+        with open(os.path.join(proc, str(pid), 'cmdline'), 'rb') as handle:
+            return PROGRAM.encode('ascii') in handle.read()
+    except (IOError, OSError):
+        return False
+
+
+def read_status(state_path=DEFAULT_STATE_PATH, unit_path=None, proc='/proc'):
+    """What the tuner reports of itself, for ksm_info: the state file's content plus `installed` (its unit
+    file exists) and `running` (the pid of the state file is a live tuner that has not stopped), without
+    asking systemd. None when neither the unit nor a state file exists (the tuner is not installed)."""
+    unit_path = UNIT_PATH if unit_path is None else unit_path
+    state, error = None, None
+    try:
+        with open(state_path) as handle:
+            state = json.load(handle)
+    except (IOError, OSError) as err:
+        if err.errno != errno.ENOENT:
+            error = 'cannot read %s: %s' % (state_path, err.strerror or err)
+    except ValueError as err:
+        error = 'cannot parse %s: %s' % (state_path, err)
+    installed = os.path.exists(unit_path)
+    if state is None and error is None and not installed:
+        return None
+    status = dict(state) if isinstance(state, dict) else {}
+    if state is not None and not isinstance(state, dict):
+        error = 'cannot parse %s: not a JSON object' % state_path
+    pid = status.get('pid')
+    status['installed'] = installed
+    status['running'] = (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+                         and status.get('phase') != 'stopped' and _is_tuner_process(pid, proc))
+    if error is not None:
+        status['state_error'] = error
+    return status
+
+
 def write_json_atomically(path, data):
     directory = os.path.dirname(path) or '.'
     if not os.path.isdir(directory):
