@@ -34,6 +34,7 @@ if COLLECTIONS_ROOT not in sys.path:
     sys.path.insert(0, COLLECTIONS_ROOT)
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm  # noqa: E402
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner  # noqa: E402
 
 # The kernel's compiled-in values (mm/ksm.c: ksm_thread_pages_to_scan = 100,
 # ksm_thread_sleep_millisecs = 20; advisor off). "Kernel defaults" in every benchmark.
@@ -267,6 +268,8 @@ def profile(group, inventory=INVENTORY, nodes=None):
       ksmtuned_enabled     ksmtuned started and enabled (else stopped and disabled)
       ksmtuned_conf        {KEY: value} of /etc/ksmtuned.conf (keys from roles/ksmtuned/vars/main.yml)
       ksmtuned_debug, ksmtuned_logfile, ksmtuned_libvirt_hook
+      tuner_settings       ksm_tuner=samepage: the samepage tuner's settings (ksm_tuner_settings; {} = its
+                           defaults); None for the other tuners
     """
     values = profile_vars(group, inventory)
     enabled = _as_bool(values['ksm_enabled'])
@@ -299,11 +302,17 @@ def profile(group, inventory=INVENTORY, nodes=None):
         'unmerge': not enabled and _as_bool(values['ksm_unmerge_on_disable']),
         'persist': _as_bool(values['ksm_persist']),
         'ksmtuned_enabled': _as_bool(values['ksmtuned_enabled']),
-        'ksmtuned_conf': {rule['key']: int(values[rule['var']]) for rule in keys},
+        'ksmtuned_conf': {rule['key']: int(values[rule['var']]) for rule in keys.values()},
         'ksmtuned_debug': _as_bool(values['ksmtuned_debug']),
         'ksmtuned_logfile': values['ksmtuned_logfile'] or '',
         'ksmtuned_libvirt_hook': _as_bool(values['ksmtuned_libvirt_hook']),
+        'tuner_settings': tuner_settings(values) if values['ksm_tuner'] == 'samepage' else None,
     }
+
+
+def tuner_settings(values):
+    """ksm_tuner_settings as the ksm role passes them to ksm_tuner (null values left out), {key: value}."""
+    return dict((k, v) for k, v in (values.get('ksm_tuner_settings') or {}).items() if v is not None)
 
 
 def profile_knobs(group, inventory=INVENTORY, nodes=None):
@@ -315,7 +324,7 @@ def ksmtuned_defaults():
     """ksmtuned.conf of the ksmtuned role's defaults (ksmtuned's own), {KEY: value}."""
     values = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'defaults', 'main.yml'))
     keys = _load_yaml(os.path.join(ROLES, 'ksmtuned', 'vars', 'main.yml'))['__ksmtuned_integers']
-    return {rule['key']: int(values[rule['var']]) for rule in keys}
+    return {rule['key']: int(values[rule['var']]) for rule in keys.values()}
 
 
 def ksmtuned_sleep(mem_total_kib, conf=None):
@@ -347,7 +356,14 @@ def merge_knobs(group, mem_total_kib, inventory=INVENTORY, nodes=None):
     """
     prof = profile(group, inventory, nodes)
     knobs = dict(prof['knobs'])
-    if prof['enabled'] and prof['ksmtuned_enabled']:
+    if prof['enabled'] and prof['tuner'] == 'samepage':
+        # The samepage tuner's fast rate: what it scans at while merging pays (the merge benchmarks
+        # measure the time to merge; bench_controllers runs the tuner itself, idle phase included).
+        config = _ksm_tuner_config(prof['tuner_settings'])
+        knobs['pages_to_scan'] = config['fast_pages_to_scan']
+        knobs['sleep_millisecs'] = config['fast_sleep_millisecs']
+        knobs['run'] = 1
+    elif prof['enabled'] and prof['ksmtuned_enabled']:
         knobs['pages_to_scan'] = ksmtuned_ramp(prof['ksmtuned_conf'])[-1]
         knobs['sleep_millisecs'] = ksmtuned_sleep(mem_total_kib, prof['ksmtuned_conf'])
         knobs['run'] = 1
@@ -374,10 +390,19 @@ def venv_python():
     return sys.executable
 
 
-def tuner_config(inventory=INVENTORY):
-    """The samepage tuner's configuration as the ksm role renders it by default: {key: value}.
+def _ksm_tuner_config(settings):
+    """The settings the daemon runs with: its defaults updated with settings."""
+    return _ksm_tuner.effective(settings or {})
 
-    Empty until the role passes settings of its own: the daemon's defaults then apply.
-    """
-    values = profile_vars('balanced', inventory)
-    return dict(values.get('ksm_tuner_settings') or {})
+
+def tuner_config(group='balanced', inventory=INVENTORY):
+    """The samepage tuner's settings of a profile, as the ksm role passes them (ksm_tuner_settings, the
+    keys given; {} = the daemon's defaults). A profile that does not use the tuner gets {}."""
+    return profile(group, inventory)['tuner_settings'] or {}
+
+
+# ksmtuned forced to scan hard, as the dense profile had it before it moved to the samepage tuner
+# (threshold = all of memory, so ksmtuned never stops ksmd; 256 to 3000 pages, +1000 every 20 s): the
+# benchmark keeps it as a contender ("ksmtuned dense") to compare the tuner with.
+KSMTUNED_DENSE = {'KSM_MONITOR_INTERVAL': 20, 'KSM_SLEEP_MSEC': 10, 'KSM_NPAGES_BOOST': 1000, 'KSM_NPAGES_DECAY': -50,
+                  'KSM_NPAGES_MIN': 256, 'KSM_NPAGES_MAX': 3000, 'KSM_THRES_COEF': 100, 'KSM_THRES_CONST': 2048}
