@@ -272,8 +272,8 @@ def test_ci_can_fail_the_run_on_hosts_that_cannot_be_read_once_the_report_is_wri
                          'unreachable-host ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_user=root '
                          'ansible_ssh_timeout=10\n' % sys.executable)
     out = tmp_path / 'report'
-    quiet = run_playbook(PLAYBOOK, inventory=str(inventory), extra_vars={'ksm_report_dir': str(out),
-                                                                       'ksm_report_max_processes': 0})
+    quiet = run_playbook(PLAYBOOK, inventory=str(inventory),
+                         extra_vars={'ksm_report_dir': str(out), 'ksm_report_max_processes': 0})
     assert quiet.rc == 0, quiet.output
     strict = run_playbook(PLAYBOOK, inventory=str(inventory),
                           extra_vars={'ksm_report_dir': str(out), 'ksm_report_max_processes': 0,
