@@ -41,8 +41,6 @@ def _brief(result):
     return json.dumps(dict((k, result.get(k)) for k in keys if k in result), default=str)
 
 
-
-
 def steps(lab, guest, name, args, diff=True):
     """The four steps of the idiom as the four tasks of ONE ansible-playbook run (one controller start
     rather than four; the guest runs the module four times, as with four commands). Returns the results
