@@ -37,6 +37,7 @@ import pkgutil
 import re
 import select
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -361,8 +362,11 @@ def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH
         'StartLimitBurst=5',
         '',
         '[Service]',
-        'Type=simple',
-        'ExecStartPre=%s -I %s --config %s --check-config' % (python, os.path.join(program_dir, ENTRY), config_path),
+        # The daemon tells systemd it is ready once its configuration is loaded: `systemctl start` fails on a
+        # bad file, and the exit status 78 is the main process's, which RestartPreventExitStatus= sees (it
+        # never applies to an ExecStartPre= check: systemd issue 11868, which restarted up to the limit).
+        'Type=notify',
+        'NotifyAccess=main',
         'ExecStart=%s -I %s --config %s --state /run/%s/tuner.json'
         % (python, os.path.join(program_dir, ENTRY), config_path, RUNTIME_DIRECTORY),
         'ExecReload=/bin/kill -HUP $MAINPID',
@@ -1187,6 +1191,25 @@ class Signals:
         return kick
 
 
+def notify_systemd(message, environ=None):
+    """Send a sd_notify(3) message (READY=1, RELOADING=1, ...) to systemd when it asked for them
+    ($NOTIFY_SOCKET, set for Type=notify units); True when sent."""
+    address = (environ if environ is not None else os.environ).get('NOTIFY_SOCKET')
+    if not address or address[0] not in '/@':
+        return False
+    if address[0] == '@':
+        address = '\0' + address[1:]      # an abstract socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address)
+        sock.sendall(message.encode('ascii'))
+        return True
+    except (IOError, OSError):
+        return False
+    finally:
+        sock.close()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROGRAM, description='Adaptive KSM tuner of samepage.ksm: scans fast while merging pays, idles '
@@ -1230,6 +1253,7 @@ def main(argv=None):
     tuner.log('info', '%s %s started (pid %d, configuration %s): %s'
               % (PROGRAM, VERSION, os.getpid(), path,
                  ', '.join('%s=%s' % (s.key, config[s.key]) for s in SCHEMA)))
+    notify_systemd('READY=1\nSTATUS=configuration %s loaded' % path)
     while not signals.stop:
         wait = tuner.step(signals.take_kick())
         signals.wait(wait)
