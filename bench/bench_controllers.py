@@ -12,10 +12,11 @@ A contender is what decides ksmd's rate on a host. Each runs as it would on a ho
   ksmtuned                  Debian's ksmtuned script itself (package ksmtuned, fetched with apt-get download,
                             its /etc/ksmtuned.conf path pointed at a file of this run) with its defaults: it
                             runs ksmd only when free memory is short
-  ksmtuned dense            the same script with the dense profile's ksmtuned.conf (inventory/example): ksmd
-                            always on, ramping to 3000 pages every 20 s
+  ksmtuned dense            the same script with the ksmtuned.conf the dense profile had before it moved to the
+                            samepage tuner (benchlib.KSMTUNED_DENSE): ksmd always on, ramping to 3000 pages
+                            every 20 s
   samepage tuner            the collection's tuner daemon (plugins/module_utils/_ksm_tuner.py) with the
-                            configuration the ksm role gives it by default
+                            settings of the balanced profile (inventory/example: the daemon's defaults)
 
 Workloads (tests/support/merge_workload.py, private anonymous MADV_MERGEABLE memory):
 
@@ -217,13 +218,12 @@ class Tuner:
 
 def contenders(state, names=CONTENDERS):
     """The contenders this kernel can run, in table order."""
-    dense = benchlib.profile('dense')['ksmtuned_conf']
     made = {
         'kernel defaults': lambda: Static('kernel defaults', {'pages_to_scan': 100, 'sleep_millisecs': 20}),
         'flat out': lambda: Static('flat out', {'pages_to_scan': 20000, 'sleep_millisecs': 0}),
         'scan-time advisor': lambda: Static('scan-time advisor', {'advisor_mode': 'scan-time'}),
         'ksmtuned': lambda: Ksmtuned('ksmtuned', benchlib.ksmtuned_defaults()),
-        'ksmtuned dense': lambda: Ksmtuned('ksmtuned dense', dense),
+        'ksmtuned dense': lambda: Ksmtuned('ksmtuned dense', benchlib.KSMTUNED_DENSE),
         'samepage tuner': lambda: Tuner('samepage tuner', benchlib.tuner_config()),
     }
     return [made[name]() for name in names if name != 'scan-time advisor' or 'advisor_mode' in state]

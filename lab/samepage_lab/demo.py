@@ -94,11 +94,11 @@ def ksm_info_all(lab, ansible):
         shutil.rmtree(tree, ignore_errors=True)
 
 
-SERVICES = ('ksm.service', 'ksmtuned.service', WORKLOAD_UNIT + '.service')
+SERVICES = ('ksm.service', 'ksmtuned.service', 'samepage-ksm-tuner.service', WORKLOAD_UNIT + '.service')
 
 
 def guest_services(guest):
-    """{unit: (ActiveState, UnitFileState)} of ksm, ksmtuned and the demo workload (ksm_info does not
+    """{unit: (ActiveState, UnitFileState)} of ksm, ksmtuned, the samepage tuner and the demo workload (ksm_info does not
     report services; `systemctl show` prints one block per unit, in the order asked)."""
     try:
         result = guest.ssh('systemctl show -p ActiveState -p UnitFileState %s' % ' '.join(SERVICES),
@@ -118,6 +118,18 @@ def saved_bytes(info):
     return info['savings']['bytes_saved'], 'pages_sharing x page size'
 
 
+def tuner_line(tuner):
+    """The samepage tuner as ksm_info reports it (its state file): phase, why, rate, CPU."""
+    if tuner is None:
+        return 'not installed'
+    if 'phase' not in tuner:
+        return 'installed, %s, no state file yet' % ('running' if tuner.get('running') else 'not running')
+    return 'phase %s%s (%s) at pages_to_scan=%s sleep_millisecs=%s, last gain %s pages, ksmd %s%% / tuner %s%% of a core' % (
+        tuner['phase'], '' if tuner.get('running') else ' [not running]', tuner.get('reason'),
+        tuner.get('pages_to_scan'), tuner.get('sleep_millisecs'), tuner.get('last_gain'),
+        tuner.get('ksmd_cpu_percent'), tuner.get('own_cpu_percent'))
+
+
 def print_report(lab, reports, services):
     print()
     print('What KSM does on each guest')
@@ -131,7 +143,7 @@ def print_report(lab, reports, services):
         amount, source = saved_bytes(info)
         nodes = len(capabilities['numa_nodes_with_memory'])
         svc = services.get(guest.name, {})
-        ksm, ksmtuned, workload = (svc.get(unit, ('?', '')) for unit in SERVICES)
+        ksm, ksmtuned, tuner, workload = (svc.get(unit, ('?', '')) for unit in SERVICES)
         print('%s  [group %s]  Debian %d, kernel %s, %d NUMA node%s' % (
             guest.name, guest.group, guest.debian, capabilities['kernel_release'], nodes,
             's' if nodes != 1 else ''))
@@ -139,8 +151,9 @@ def print_report(lab, reports, services):
             settings.get('run'), settings.get('pages_to_scan'), settings.get('sleep_millisecs'),
             settings.get('merge_across_nodes', 'n/a'),
             ' advisor_mode=%s' % settings['advisor_mode'] if 'advisor_mode' in settings else ''))
-        print('  services : ksm %s/%s, ksmtuned %s/%s, demo workload %s' % (
-            ksm[0], ksm[1], ksmtuned[0], ksmtuned[1], workload[0]))
+        print('  services : ksm %s/%s, ksmtuned %s/%s, samepage tuner %s/%s, demo workload %s' % (
+            ksm[0], ksm[1], ksmtuned[0], ksmtuned[1], tuner[0], tuner[1] or 'not installed', workload[0]))
+        print('  tuner    : %s' % tuner_line(info.get('tuner')))
         print('  merging  : pages_shared=%s pages_sharing=%s full_scans=%s' % (
             counters.get('pages_shared'), counters.get('pages_sharing'), counters.get('full_scans')))
         print('  saved    : %s (%s)' % (human(amount), source))

@@ -139,7 +139,9 @@ _value:
           type: list
           elements: dict
         tuner:
-          description: The C(tuner) entry of the result, V(null) without one.
+          description:
+            - The C(tuner) entry of the result, V(null) without one. The report's text of the samepage
+              tuner (as M(samepage.ksm.ksm_info) reports it) shows its phase, rate and ksmd CPU.
           type: raw
     groups:
       description: Totals per group - host counts per status, and the sums of the hosts that were read.
@@ -326,10 +328,19 @@ def _host(name, hostvars, result_var, top):
     return host
 
 
+# ksm_info's `tuner` (the samepage tuner's state file) has some twenty keys: the report shows these.
+TUNER_SUMMARY = ('phase', 'pages_to_scan', 'sleep_millisecs', 'ksmd_cpu_percent')
+
+
 def _tuner_text(tuner):
     if tuner is None:
         return NA
     if isinstance(tuner, Mapping):
+        if 'installed' in tuner and 'running' in tuner:     # ksm_info's report of the samepage tuner
+            text = ', '.join('%s=%s' % (key, tuner[key]) for key in TUNER_SUMMARY if key in tuner)
+            if not tuner['running']:
+                text = 'not running' + (' (%s)' % text if text else '')
+            return text
         return ', '.join('%s=%s' % (key, value) for key, value in sorted(tuner.items())
                          if not isinstance(value, (dict, list))) or NA
     return str(tuner)

@@ -37,6 +37,7 @@ import pkgutil
 import re
 import select
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -365,8 +366,11 @@ def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH
         'StartLimitBurst=5',
         '',
         '[Service]',
-        'Type=simple',
-        'ExecStartPre=%s -I %s --config %s --check-config' % (python, os.path.join(program_dir, ENTRY), config_path),
+        # The daemon tells systemd it is ready once its configuration is loaded: `systemctl start` fails on a
+        # bad file, and the exit status 78 is the main process's, which RestartPreventExitStatus= sees (it
+        # never applies to an ExecStartPre= check: systemd issue 11868, which restarted up to the limit).
+        'Type=notify',
+        'NotifyAccess=main',
         'ExecStart=%s -I %s --config %s --state /run/%s/tuner.json'
         % (python, os.path.join(program_dir, ENTRY), config_path, RUNTIME_DIRECTORY),
         'ExecReload=/bin/kill -HUP $MAINPID',
@@ -880,6 +884,45 @@ def _iso(timestamp):
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def _is_tuner_process(pid, proc='/proc'):
+    """Whether pid is a running samepage-ksm-tuner (its command line names the program): a pid in a
+    stale state file may belong to another process by now."""
+    try:
+        with open(os.path.join(proc, str(pid), 'cmdline'), 'rb') as handle:
+            return PROGRAM.encode('ascii') in handle.read()
+    except (IOError, OSError):
+        return False
+
+
+def read_status(state_path=DEFAULT_STATE_PATH, unit_path=None, proc='/proc'):
+    """What the tuner reports of itself, for ksm_info: the state file's content plus `installed` (its unit
+    file exists) and `running` (the pid of the state file is a live tuner that has not stopped), without
+    asking systemd. None when neither the unit nor a state file exists (the tuner is not installed)."""
+    unit_path = UNIT_PATH if unit_path is None else unit_path
+    state, error = None, None
+    try:
+        with open(state_path) as handle:
+            state = json.load(handle)
+    except (IOError, OSError) as err:
+        if err.errno != errno.ENOENT:
+            error = 'cannot read %s: %s' % (state_path, err.strerror or err)
+    except ValueError as err:
+        error = 'cannot parse %s: %s' % (state_path, err)
+    installed = os.path.exists(unit_path)
+    if state is None and error is None and not installed:
+        return None
+    status = dict(state) if isinstance(state, dict) else {}
+    if state is not None and not isinstance(state, dict):
+        error = 'cannot parse %s: not a JSON object' % state_path
+    pid = status.get('pid')
+    status['installed'] = installed
+    status['running'] = (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+                         and status.get('phase') != 'stopped' and _is_tuner_process(pid, proc))
+    if error is not None:
+        status['state_error'] = error
+    return status
+
+
 def write_json_atomically(path, data):
     directory = os.path.dirname(path) or '.'
     if not os.path.isdir(directory):
@@ -1165,6 +1208,25 @@ class Signals:
         return kick
 
 
+def notify_systemd(message, environ=None):
+    """Send a sd_notify(3) message (READY=1, RELOADING=1, ...) to systemd when it asked for them
+    ($NOTIFY_SOCKET, set for Type=notify units); True when sent."""
+    address = (environ if environ is not None else os.environ).get('NOTIFY_SOCKET')
+    if not address or address[0] not in '/@':
+        return False
+    if address[0] == '@':
+        address = '\0' + address[1:]      # an abstract socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address)
+        sock.sendall(message.encode('ascii'))
+        return True
+    except (IOError, OSError):
+        return False
+    finally:
+        sock.close()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROGRAM, description='Adaptive KSM tuner of samepage.ksm: scans fast while merging pays, idles '
@@ -1213,6 +1275,7 @@ def main(argv=None):
     tuner.log('info', '%s %s started (pid %d, configuration %s): %s'
               % (PROGRAM, VERSION, os.getpid(), path,
                  ', '.join('%s=%s' % (s.key, config[s.key]) for s in SCHEMA)))
+    notify_systemd('READY=1\nSTATUS=configuration %s loaded' % path)
     while not signals.stop:
         wait = tuner.step(signals.take_kick())
         signals.wait(wait)

@@ -17,6 +17,8 @@ description:
   - Per-process figures come from C(/proc/<pid>/ksm_stat) (Linux 6.1 and newer) or
     C(/proc/<pid>/ksm_merging_pages) (5.19 and newer). A process that exits while it is being read is
     skipped. Without root only the processes of the connecting user can be read.
+  - Reports the samepage tuner (RV(tuner)) from the state file it keeps under C(/run), without asking
+    systemd.
 options:
   max_processes:
     description:
@@ -247,12 +249,104 @@ competing_managers:
   type: dict
   sample:
     ksmtuned: [run, pages_to_scan, sleep_millisecs]
+tuner:
+  description:
+    - The samepage tuner (M(samepage.ksm.ksm_tuner), role C(samepage.ksm.ksm) with C(ksm_tuner=samepage)) as
+      it reports itself in its state file C(/run/samepage-ksm/tuner.json), read without asking systemd.
+    - V(null) when the tuner is not installed (neither its unit file nor a state file exists).
+    - The keys of the state file (C(docs/tuner.md)) are passed on as they are; those below are the ones to
+      rely on. A tuner that has not written its state file yet has only RV(tuner.installed) and RV(tuner.running).
+  returned: always
+  type: dict
+  contains:
+    installed:
+      description: Whether the unit file C(/etc/systemd/system/samepage-ksm-tuner.service) exists.
+      type: bool
+      returned: when RV(tuner) is not null
+    running:
+      description: Whether the process named in the state file is a live tuner that has not stopped.
+      type: bool
+      returned: when RV(tuner) is not null
+    phase:
+      description:
+        - V(fast), V(idle), V(throttled), V(paused), V(gated), V(stopped), V(error) or V(unavailable).
+      type: str
+      returned: when the state file exists
+    reason:
+      description: Why the tuner is in this phase (the words of its journal line).
+      type: str
+      returned: when the state file exists
+    run:
+      description: The C(run) the tuner set.
+      type: int
+      returned: when the tuner is or was running a phase
+    pages_to_scan:
+      description: The current rate - pages per batch.
+      type: int
+      returned: when the tuner is or was running a phase
+    sleep_millisecs:
+      description: The current rate - pause between batches.
+      type: int
+      returned: when the tuner is or was running a phase
+    last_gain:
+      description: Pages gained by the last full scan (V(null) before the first).
+      type: int
+      returned: when the tuner is running a phase
+    ksmd_cpu_percent:
+      description: ksmd's CPU over the budget window, in percent of one core.
+      type: float
+      returned: when the tuner is running a phase
+    own_cpu_percent:
+      description: The tuner's own CPU over the budget window, in percent of one core.
+      type: float
+      returned: when the tuner is running a phase
+    since:
+      description: When the current phase began (UTC, ISO 8601).
+      type: str
+      returned: when the tuner is running a phase
+    updated:
+      description: When the state file was last written (UTC, ISO 8601).
+      type: str
+      returned: when the state file exists
+    pid:
+      description: The tuner's process id.
+      type: int
+      returned: when the state file exists
+    version:
+      description: The tuner's version.
+      type: str
+      returned: when the state file exists
+    state_error:
+      description: Why the state file could not be read.
+      type: str
+      returned: when the state file exists but cannot be read
+  sample:
+    installed: true
+    running: true
+    phase: idle
+    reason: "a full scan gained 3 pages (< 64): merging no longer pays"
+    run: 1
+    pages_to_scan: 100
+    sleep_millisecs: 200
+    last_gain: 3
+    ksmd_cpu_percent: 0.021
+    own_cpu_percent: 0.012
+    since: "2026-11-30T21:40:02Z"
+    updated: "2026-11-30T21:45:12Z"
+    pid: 812
+    version: 0.1.0
 '''
 
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
+
+# Where the samepage tuner reports itself (tests point these at a fake root).
+TUNER_STATE = _ksm_tuner.DEFAULT_STATE_PATH
+TUNER_UNIT = _ksm_tuner.UNIT_PATH
+PROC = '/proc'
 
 
 def split_state(state):
@@ -297,7 +391,9 @@ def main():
         'per_process': _ksm.per_process_files(),
     }
     result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
-                  processes=[], competing_managers={})
+                  processes=[], competing_managers={}, tuner=None)
+    # The tuner reports itself whether or not this kernel has KSM (it then says why it cannot work).
+    result['tuner'] = _ksm_tuner.read_status(TUNER_STATE, TUNER_UNIT, PROC)
     try:
         ksm.require()
     except _ksm.KsmUnavailable as err:

@@ -16,7 +16,9 @@ that persisted settings and service states survive a reboot, on both kernel gene
 guest). A module fixture puts the guests back to the image's state before and after.
 """
 
+import configparser
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -38,6 +40,12 @@ CONF_BACKUP = '/root/ksmtuned.conf.before-samepage-tests'
 HOOK = '/etc/libvirt/hooks/qemu.d/samepage-ksmtuned'
 BOOT_UNIT = '/etc/systemd/system/samepage-ksm-sysfs.service'
 UNITS = ('ksm.service', 'ksmtuned.service')
+TUNER_UNIT = 'samepage-ksm-tuner.service'
+TUNER_CONF = '/etc/samepage-ksm/tuner.conf'
+TUNER_STATE = '/run/samepage-ksm/tuner.json'
+TUNER_FILES = ('/etc/systemd/system/%s' % TUNER_UNIT, TUNER_CONF, '/usr/lib/samepage-ksm')
+TUNER_TASK = 'Install and run the samepage tuner'
+TUNER_REMOVE_TASK = 'Remove the samepage tuner, which would override the knobs'
 
 RESTART_TASK = 'Start and enable ksmtuned, restarting it if its configuration changed'
 HOOK_HANDLER = 'Restart libvirt so that it finds the ksmtuned hook'
@@ -74,6 +82,61 @@ def states(guest):
     return dict((unit, value[:2]) for unit, value in units(guest).items())
 
 
+def tuner_unit(guest):
+    """(ActiveState, UnitFileState, LoadState) of the samepage tuner's unit, e.g. ('inactive', '', 'not-found')."""
+    out = sh(guest, 'systemctl show -p ActiveState -p UnitFileState -p LoadState %s' % TUNER_UNIT)
+    values = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+    return values['ActiveState'], values['UnitFileState'], values['LoadState']
+
+
+def tuner_status(guest):
+    """The tuner's state file (None when there is none), with `alive`: its pid is a live tuner process."""
+    out = sh(guest, 'if [ -e {s} ]; then cat {s}; fi'.format(s=TUNER_STATE)).strip()
+    if not out:
+        return None
+    status = json.loads(out)
+    status['alive'] = sh(guest, 'grep -qa samepage-ksm-tuner /proc/%d/cmdline && echo yes' % int(status['pid']),
+                         check=False).strip() == 'yes'
+    return status
+
+
+def tuner_conf(guest):
+    """The [tuner] section of /etc/samepage-ksm/tuner.conf as {key: value}."""
+    parser = configparser.ConfigParser()
+    parser.read_string(sh(guest, 'cat %s' % TUNER_CONF))
+    return dict(parser['tuner'])
+
+
+def assert_tuner_absent(guest):
+    assert tuner_unit(guest) == ('inactive', '', 'not-found'), tuner_unit(guest)
+    assert sh(guest, 'ls -d %s 2>/dev/null' % ' '.join(TUNER_FILES), check=False).strip() == ''
+    assert tuner_status(guest) is None
+
+
+def assert_tuner_runs(guest, timeout=120):
+    """The tuner's unit active and enabled, and its state file written by a live tuner in a working phase."""
+    assert tuner_unit(guest) == ('active', 'enabled', 'loaded'), tuner_unit(guest)
+    deadline = time.time() + timeout
+    status = None
+    while time.time() < deadline:
+        status = tuner_status(guest)
+        if status is not None and status['alive'] and status['phase'] in ('fast', 'idle', 'throttled', 'paused'):
+            return status
+        time.sleep(3)
+    raise AssertionError('%s: the tuner does not report itself running: %s' % (guest.name, status))
+
+
+def wait_for_phase(guest, phase, timeout):
+    deadline = time.time() + timeout
+    status = None
+    while time.time() < deadline:
+        status = tuner_status(guest)
+        if status is not None and status['alive'] and status['phase'] == phase:
+            return status
+        time.sleep(3)
+    raise AssertionError('%s: the tuner did not reach phase %s within %d s: %s' % (guest.name, phase, timeout, status))
+
+
 def file_digest(guest, path):
     """sha256 and mode of a file on the guest, or None when it does not exist."""
     out = sh(guest, 'if [ -e %s ]; then sha256sum %s | cut -d" " -f1; stat -c %%a %s; fi' % (path, path, path))
@@ -95,12 +158,14 @@ def conf(guest):
 def snapshot(guest):
     """Everything the roles could change on a guest (minus what ksmtuned itself rewrites)."""
     live = read_ksm(guest)
-    tuned_running = units(guest)['ksmtuned.service'][0] == 'active'
+    tuned_running = units(guest)['ksmtuned.service'][0] == 'active' or tuner_unit(guest)[0] == 'active'
     knobs = dict((name, live[name]) for name in SETTINGS
                  if name in live and not (tuned_running and name in TUNED_KNOBS))
     return {
         'knobs': knobs,
         'units': units(guest),
+        'tuner': tuner_unit(guest),
+        'tuner_files': sh(guest, 'ls -d %s 2>/dev/null' % ' '.join(TUNER_FILES), check=False),
         'conf': file_digest(guest, CONF),
         'boot_unit': file_digest(guest, BOOT_UNIT),
         'hook': file_digest(guest, HOOK),
@@ -196,7 +261,9 @@ def example_vars(group):
 
 def to_image_state(lab, guest):
     """KSM and ksmtuned as the image has them: kernel defaults, both services enabled and running,
-    the packaged ksmtuned.conf, no boot configuration, no hook."""
+    the packaged ksmtuned.conf, no boot configuration, no hook, no samepage tuner."""
+    sh(guest, 'systemctl disable --now {u} 2>/dev/null; rm -rf {f}; systemctl daemon-reload; '
+              'systemctl reset-failed {u} 2>/dev/null; true'.format(u=TUNER_UNIT, f=' '.join(TUNER_FILES)))
     remove_boot_config(lab, guest)
     reset_ksm(guest)
     # The packaged ksmtuned.conf (every key commented out) is kept aside the first time; a guest that
@@ -269,7 +336,9 @@ BAD_INPUTS = [
     ({'ksmtuned_logfile': 'var/log/ksmtuned'}, 'is not valid for LOGFILE'),
     ({'ksmtuned_monitor_interval': 0}, 'ksmtuned_monitor_interval=0 is out of range for KSM_MONITOR_INTERVAL'),
     ({'ksmtuned_thres_coef': 'abc'}, "ksmtuned_thres_coef"),
-    ({'ksm_settings': {'pages_to_scan': 5000}}, 'ksm_settings.pages_to_scan is set, but ksm_tuner is ksmtuned'),
+    ({'ksm_settings': {'pages_to_scan': 5000}}, 'ksm_settings.pages_to_scan is set, but ksm_tuner is samepage'),
+    ({'ksm_tuner_settings': {'cpu_budget': 0}}, 'ksm_tuner_settings is not valid: Invalid value 0 for cpu_budget'),
+    ({'ksmtuned_enabled': True}, 'ksmtuned_enabled is true but ksm_tuner is samepage'),
     ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
     ({'ksm_merge_across_nodes': 'sometimes'}, 'ksm_merge_across_nodes must be one of'),
     ({'ksm_memory_margin': '5 percent'}, 'ksm_memory_margin "5 percent" is not valid'),
@@ -280,8 +349,8 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize('extra_vars, message', BAD_INPUTS, ids=[
     'decay-positive', 'min-above-max', 'logfile-metachar', 'logfile-relative', 'interval-zero',
-    'coef-not-int', 'pages-with-ksmtuned', 'run-not-a-setting', 'numa-choice', 'margin', 'kernel-range',
-    'ksmtuned-without-ksm'])
+    'coef-not-int', 'pages-with-samepage', 'tuner-budget', 'ksmtuned-with-samepage', 'run-not-a-setting',
+    'numa-choice', 'margin', 'kernel-range', 'ksmtuned-without-ksm'])
 def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inventory, extra_vars, message):
     guest = unconverged
     assert guest.group == 'balanced'
@@ -303,6 +372,7 @@ def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inven
 # gets its package back afterwards.
 
 PACKAGE = 'ksmtuned'
+KSMTUNED = {'ksm_tuner': 'ksmtuned'}
 SAVED_PACKAGE = '/root/samepage-tests-saved-ksmtuned.deb'
 INSTALL_REPORT = 'Report the install that a real run would do (check mode asks no package manager)'
 INSTALL_FAILURE = 'Report the package that could not be installed'
@@ -333,7 +403,8 @@ def test_host_without_the_package_check_mode_then_a_failed_install(lab, debian12
         sh(guest, 'dpkg -r %s >/dev/null 2>&1 && ! [ -e /usr/sbin/ksmtuned ]' % PACKAGE)
         before = snapshot(guest)
 
-        check = site(example_inventory, check=True, diff=True, limit=guest.name)
+        # dense runs the samepage tuner, which needs no package: ksmtuned asks for it
+        check = site(example_inventory, check=True, diff=True, limit=guest.name, extra_vars=KSMTUNED)
         assert_ok(check, [guest.name])
         assert changed(check)[guest.name] > 0, changed(check)
         report = task_results(check, INSTALL_REPORT, guest.name)
@@ -341,7 +412,7 @@ def test_host_without_the_package_check_mode_then_a_failed_install(lab, debian12
         assert snapshot(guest) == before
         assert sh(guest, 'dpkg-query -W -f="${Status}" %s' % PACKAGE, check=False).strip() != 'install ok installed'
 
-        real = site(example_inventory, limit=guest.name)
+        real = site(example_inventory, limit=guest.name, extra_vars=KSMTUNED)
         assert real.rc != 0
         assert real.stats[guest.name]['failed'] == 1 and real.stats[guest.name]['changed'] == 0, real.stats
         failure = task_results(real, INSTALL_FAILURE, guest.name)
@@ -406,8 +477,11 @@ def assert_converged(guests):
 
     if 'dense' in groups:
         dense, dense_vars = groups['dense'], example_vars('dense')
-        # dense: KSM on, ksmtuned aggressive, its settings live and persisted, the libvirt hook in place
-        assert states(dense) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+        # dense: KSM on, the samepage tuner with its larger CPU budget (ksmtuned and ksm stopped and
+        # disabled), the knobs live and persisted, the libvirt hook in place
+        assert states(dense) == {'ksm.service': ('inactive', 'disabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+        assert_tuner_runs(dense)
+        assert tuner_conf(dense) == dict((key, str(value)) for key, value in dense_vars['ksm_tuner_settings'].items())
         values, text = conf(dense)
         assert values == expected_conf(dense_vars), text
         live = read_ksm(dense)
@@ -418,13 +492,16 @@ def assert_converged(guests):
         assert live['merge_across_nodes'] == '1'     # one NUMA node: auto merges across nodes
         unit_text = sh(dense, 'cat %s' % BOOT_UNIT)
         assert "echo %s > /sys/kernel/mm/ksm/max_page_sharing'" % dense_vars['ksm_settings']['max_page_sharing'] in unit_text
-        assert "/sys/kernel/mm/ksm/run'" not in unit_text   # ksmtuned owns run
+        assert "/sys/kernel/mm/ksm/run'" not in unit_text   # the tuner owns run
         assert file_digest(dense, HOOK)[1] == '755'
 
     if 'balanced' in groups:
         balanced = groups['balanced']
-        # balanced: KSM on, ksmtuned at its own defaults, per-node merging on the two-node guest
-        assert states(balanced) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+        # balanced: KSM on, the samepage tuner at its own defaults, per-node merging on the two-node guest
+        assert states(balanced) == {'ksm.service': ('inactive', 'disabled'),
+                                    'ksmtuned.service': ('inactive', 'disabled')}
+        assert_tuner_runs(balanced)
+        assert tuner_conf(balanced) == {}       # every key at the tuner's default
         values, text = conf(balanced)
         assert values == expected_conf(example_vars('balanced')), text
         assert values == expected_conf({}), text   # balanced keeps ksmtuned's own defaults
@@ -439,6 +516,7 @@ def assert_converged(guests):
         secure = groups['secure']
         # secure: KSM off, nothing shared, both services stopped and disabled, run=0 persisted
         assert states(secure) == {'ksm.service': ('inactive', 'disabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+        assert_tuner_absent(secure)
         live = read_ksm(secure)
         assert live['run'] in ('0', '2') and live['pages_shared'] == '0' and live['pages_sharing'] == '0'
         assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(secure, 'cat %s' % BOOT_UNIT)
@@ -459,72 +537,80 @@ def wait_for(guest, test, timeout, what):
 
 def test_groups_differ_on_the_guests(fresh):
     assert_converged(fresh)
-    # ksmtuned at work: on dense (threshold = all of memory) it keeps ksmd running and ramps the scan
-    # rate up to its maximum; on the idle balanced guest (plenty of free memory) it stops ksmd.
-    dense_vars = example_vars('dense')
-    top = str(dense_vars['ksmtuned_npages_max'])
-    wait_for(by_group(fresh)['dense'], lambda live: live['run'] == '1' and live['pages_to_scan'] == top,
-             timeout=dense_vars['ksmtuned_monitor_interval'] * 8 + 60, what='run=1 pages_to_scan=%s' % top)
-    wait_for(by_group(fresh)['balanced'], lambda live: live['run'] == '0', timeout=200, what='run=0')
+    # The samepage tuner at work on dense and balanced: on an idle guest full scans soon gain nothing, so
+    # it backs off from flat out to its idle rate, ksmd still running (ksmtuned stopped it on balanced);
+    # its state file, the phase and the live knobs agree; secure has no tuner and ksmd stopped.
+    for group in ('dense', 'balanced'):
+        guest = by_group(fresh)[group]
+        status = wait_for_phase(guest, 'idle', timeout=300)
+        live = read_ksm(guest)
+        assert live['run'] == '1' and int(live['pages_to_scan']) == status['pages_to_scan'] == 100, (live, status)
+        assert status['cpu_budget_percent'] == example_vars(group).get('ksm_tuner_settings', {}).get('cpu_budget', 20)
+    assert read_ksm(by_group(fresh)['secure'])['run'] in ('0', '2')
 
 
 # ---------------------------------------------------------------------------------------------------
-# 4. Changing a group variable restarts ksmtuned exactly once
+# 4. Changing a group variable restarts the samepage tuner exactly once
 
-def test_group_variable_change_restarts_ksmtuned_once(lab, fresh, inventory):
+def test_group_variable_change_restarts_the_tuner_once(lab, fresh, inventory):
     dense = by_group(fresh)['dense']
     changed_inventory = Inventory(lab)
     try:
-        new_max = example_vars('dense')['ksmtuned_npages_max'] + 500
-        changed_inventory.set_group_var('dense', 'ksmtuned_npages_max', new_max)
-        pid_before = units(dense)['ksmtuned.service'][2]
+        settings = dict(example_vars('dense')['ksm_tuner_settings'], cpu_budget=35)
+        changed_inventory.set_group_var('dense', 'ksm_tuner_settings', settings)
+        pid_before = assert_tuner_runs(dense)['pid']
         since = guest_epoch(dense)
         time.sleep(1)
 
         run = site(changed_inventory.path, diff=True)
         assert_ok(run, sorted(fresh))
-        assert changed(run) == {dense.name: 2, by_group(fresh)['balanced'].name: 0,
-                                by_group(fresh)['secure'].name: 0}, changed(run)   # the file, the restart
-        restarts = task_results(run, RESTART_TASK, dense.name)
-        assert len(restarts) == 1 and restarts[0]['result']['changed'], restarts
-        assert conf(dense)[0]['KSM_NPAGES_MAX'] == str(new_max)
-        pid_after = units(dense)['ksmtuned.service'][2]
-        assert pid_after not in (0, pid_before)
-        log = journal_lines(dense, 'ksmtuned.service', since)
+        assert changed(run) == {dense.name: 1, by_group(fresh)['balanced'].name: 0,
+                                by_group(fresh)['secure'].name: 0}, changed(run)   # the file and the restart: one task
+        tuner = task_results(run, TUNER_TASK, dense.name)
+        assert len(tuner) == 1 and tuner[0]['result']['changed'], tuner
+        assert tuner[0]['result']['files'] == [TUNER_CONF], tuner[0]['result']
+        assert tuner[0]['result']['actions'] == ['restart %s' % TUNER_UNIT], tuner[0]['result']
+        assert tuner_conf(dense)['cpu_budget'] == '35'
+        status = assert_tuner_runs(dense)
+        assert status['pid'] != pid_before and status['cpu_budget_percent'] == 35, status
+        log = journal_lines(dense, TUNER_UNIT, since)
         assert len([line for line in log if line.startswith('Started ')]) == 1, log
         assert len([line for line in log if line.startswith('Stopped ')]) == 1, log
-        assert not [line for line in log if line.startswith('Reload')], log   # a reload would not re-read it
 
-        # the same variables again: nothing changes, ksmtuned keeps running as it is
+        # the same variables again: nothing changes, the tuner keeps running as it is
         same = site(changed_inventory.path)
         assert_ok(same, sorted(fresh))
         assert sum(changed(same).values()) == 0, changed(same)
-        assert units(dense)['ksmtuned.service'][2] == pid_after
+        assert tuner_status(dense)['pid'] == status['pid']
     finally:
         changed_inventory.remove()
     back = site(inventory, limit=dense.name)
     assert_ok(back, [dense.name])
-    assert changed(back)[dense.name] == 2
+    assert changed(back)[dense.name] == 1
     assert_converged(fresh)
 
 
 # ---------------------------------------------------------------------------------------------------
-# 5. The libvirt hook: retunes ksmtuned, always exits 0, and a new hook is picked up without a manual restart
+# 5. The libvirt hook: kicks the tuner that runs (here the samepage tuner: a reload starts a fast phase),
+# always exits 0, and a new hook is picked up without a manual restart
 
 def test_libvirt_hook(lab, fresh, inventory):
     dense = by_group(fresh)['dense']
     secure = by_group(fresh)['secure']
-    pid = units(dense)['ksmtuned.service'][2]
+    pid = wait_for_phase(dense, 'idle', timeout=300)['pid']
     since = guest_epoch(dense)
     time.sleep(1)
     out = sh(dense, 'echo "<domain/>" | {h} guest1 prepare begin -; echo "prepare=$?"; '
                     'echo "<domain/>" | {h} guest1 started begin -; echo "started=$?"; sleep 2; '
                     '{h} guest1 release end - </dev/null; echo "release=$?"; sleep 3'.format(h=HOOK))
     assert 'prepare=0' in out and 'started=0' in out and 'release=0' in out, out
-    log = journal_lines(dense, 'ksmtuned.service', since)
+    log = journal_lines(dense, TUNER_UNIT, since)
     assert len([line for line in log if line.startswith('Reloaded ')]) == 2, log   # started and release
     assert not [line for line in log if line.startswith('Started ')], log
-    assert units(dense)['ksmtuned.service'][2] == pid
+    # the kick: from idle to a fast phase, with the reason (one journal line per change of phase)
+    assert [line for line in log if 'phase=fast' in line and 'kick (SIGHUP)' in line], log
+    assert tuner_status(dense)['pid'] == pid
+    assert units(dense)['ksmtuned.service'][0] == 'inactive'     # the hook starts no other tuner
 
     # where ksmtuned does not run, the hook still exits 0 (a failing prepare/start hook would stop the guest)
     hook_text = sh(dense, 'cat %s' % HOOK)
@@ -575,8 +661,8 @@ def start_workload(guest, mib=64):
 
 
 def merge_now(guest, min_sharing, timeout=180):
-    """Make ksmd merge (ksmtuned would stop it on an idle guest): keep run=1 at a fast rate until
-    pages_sharing reaches min_sharing. Merged pages stay merged when ksmtuned stops ksmd again."""
+    """Make ksmd merge whatever tuner runs (ksmtuned would stop it on an idle guest): keep run=1 at a
+    fast rate until pages_sharing reaches min_sharing. Merged pages stay merged when a tuner stops ksmd."""
     deadline = time.time() + timeout
     live = {}
     while time.time() < deadline:
@@ -608,6 +694,7 @@ def test_move_dense_to_secure(lab, fresh, inventory):
         assert live['run'] in ('0', '2')
         assert states(dense) == {'ksm.service': ('inactive', 'disabled'),
                                  'ksmtuned.service': ('inactive', 'disabled')}
+        assert_tuner_absent(dense)          # removed before the unmerge: it would start ksmd again
         assert sh(dense, 'kill -0 %d && echo alive' % pid).strip() == 'alive'   # unmerged, not killed
         assert file_digest(dense, HOOK) is None
         assert "echo 0 > /sys/kernel/mm/ksm/run'" in sh(dense, 'cat %s' % BOOT_UNIT)
@@ -624,6 +711,112 @@ def test_move_dense_to_secure(lab, fresh, inventory):
 
     back = site(inventory, limit=dense.name)
     assert_ok(back, [dense.name])
+    assert_converged(fresh)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6b. ksm_tuner switched between samepage, ksmtuned and none in all six directions: each of the three
+# guests takes a different tuner in each round (host variables), so three site.yml runs switch every
+# direction once; each switch converges in its run and the run after it changes nothing.
+
+TUNER_ROUNDS = (
+    ('samepage', 'ksmtuned', 'none'),       # the start
+    ('ksmtuned', 'none', 'samepage'),       # samepage->ksmtuned, ksmtuned->none, none->samepage
+    ('samepage', 'ksmtuned', 'none'),       # ksmtuned->samepage, none->ksmtuned, samepage->none
+)
+
+
+def tuner_vars(tuner):
+    variables = {'ksm_enabled': True, 'ksm_tuner': tuner}   # over the group's (secure's KSM off too)
+    if tuner == 'none':
+        variables['ksm_settings'] = dict(FIXED)
+    return variables
+
+
+def assert_tuner_is(guest, tuner):
+    """The guest runs the tuner it was given, and only that one."""
+    if tuner == 'samepage':
+        assert states(guest) == {'ksm.service': ('inactive', 'disabled'),
+                                 'ksmtuned.service': ('inactive', 'disabled')}, states(guest)
+        assert_tuner_runs(guest)
+        assert read_ksm(guest)['run'] == '1'
+        return
+    assert_tuner_absent(guest)
+    if tuner == 'ksmtuned':
+        assert states(guest) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('active', 'enabled')}
+    else:
+        assert states(guest) == {'ksm.service': ('active', 'enabled'), 'ksmtuned.service': ('inactive', 'disabled')}
+        live = read_ksm(guest)
+        # the fixed rate, written after the tuner that ran has stopped (the samepage tuner leaves its idle rate)
+        assert (live['run'], live['pages_to_scan'], live['sleep_millisecs']) == (
+            '1', str(FIXED['pages_to_scan']), str(FIXED['sleep_millisecs'])), live
+
+
+def test_switching_tuners_in_every_direction(lab, fresh, inventory):
+    order = [by_group(fresh)[group] for group in ('dense', 'balanced', 'secure')]
+    hosts = sorted(fresh)
+    switching = Inventory(lab)
+    seen = set()
+    try:
+        previous = None
+        for number, tuners in enumerate(TUNER_ROUNDS):
+            for guest, tuner in zip(order, tuners):
+                for group in switching.groups().values():
+                    if guest.name in (group.get('hosts') or {}):
+                        group['hosts'][guest.name] = dict(group['hosts'][guest.name] or {}, **tuner_vars(tuner))
+            switching.write()
+            run = site(switching.path, diff=True)
+            assert_ok(run, hosts)
+            for guest, tuner in zip(order, tuners):
+                assert_tuner_is(guest, tuner)
+                if previous is not None:
+                    assert changed(run)[guest.name] > 0, (number, guest.name, changed(run))
+                    seen.add((previous[order.index(guest)], tuner))
+            if previous is not None:
+                again = site(switching.path)
+                assert_ok(again, hosts)
+                unchanged = dict((host, 0) for host in hosts)
+                assert changed(again) == unchanged, (number, changed(again), again.output[-6000:])
+                for guest, tuner in zip(order, tuners):
+                    assert_tuner_is(guest, tuner)
+            previous = tuners
+        assert seen == set((a, b) for a in ('samepage', 'ksmtuned', 'none')
+                           for b in ('samepage', 'ksmtuned', 'none') if a != b), seen
+    finally:
+        switching.remove()
+    back = site(inventory)
+    assert_ok(back, hosts)
+    assert_converged(fresh)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6c. A configuration file broken by hand: the tuner refuses to start, naming the key, and is not
+# restarted in a loop; the role writes the file back and starts it again
+
+def test_broken_tuner_configuration_fails_clearly(lab, fresh, inventory):
+    dense = by_group(fresh)['dense']
+    assert_tuner_runs(dense)
+    sh(dense, 'printf "[tuner]\\ncpu_budget = lots\\n" > %s' % TUNER_CONF)
+    since = guest_epoch(dense)
+    time.sleep(1)
+    result = dense.ssh('systemctl restart %s' % TUNER_UNIT, check=False)
+    assert result.returncode != 0
+    time.sleep(5)
+    out = sh(dense, 'systemctl show -p ActiveState -p Result -p NRestarts -p ExecMainStatus %s' % TUNER_UNIT)
+    values = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+    assert values['ActiveState'] == 'failed' and values['NRestarts'] == '0', values   # no crash loop
+    status_text = sh(dense, 'systemctl status --no-pager -l -n 20 %s' % TUNER_UNIT, check=False)
+    log = journal_lines(dense, TUNER_UNIT, since)
+    for text in (status_text, '\n'.join(log)):
+        assert "Invalid value 'lots' for cpu_budget" in text, text
+        assert TUNER_CONF in text, text
+    time.sleep(10)      # still failed, still not restarted
+    assert sh(dense, 'systemctl show -p NRestarts --value %s' % TUNER_UNIT).strip() == '0'
+
+    run = site(inventory, limit=dense.name)
+    assert_ok(run, [dense.name])
+    assert changed(run)[dense.name] == 1, changed(run)
+    assert_tuner_runs(dense)
     assert_converged(fresh)
 
 
@@ -666,7 +859,8 @@ def assert_fixed_rate(balanced):
 
 
 def test_fixed_rate_then_reboot_keeps_everything_converged(lab, fresh, inventory):
-    """One reboot proves persistence everywhere: dense (Debian 12) keeps its persisted knobs and ksmtuned,
+    """One reboot proves persistence everywhere: dense (Debian 12) keeps its persisted knobs and the
+    samepage tuner, started at boot,
     balanced (two NUMA nodes) its fixed run/pages_to_scan/sleep_millisecs and per-node merging with
     ksmtuned disabled, secure (Debian 13) run=0 with both services disabled."""
     groups = by_group(fresh)
@@ -681,6 +875,12 @@ def test_fixed_rate_then_reboot_keeps_everything_converged(lab, fresh, inventory
         assert_fixed_rate(balanced)
 
         reboot_all(fresh.values())
+        # the samepage tuner started at boot on dense: active, and its state file written by the new boot's
+        # tuner (assert_converged checks the same again after the check-mode run)
+        dense = groups['dense']
+        status = assert_tuner_runs(dense)
+        boot = int(float(sh(dense, 'cut -d" " -f1 /proc/uptime')))
+        assert status['started'] >= time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(guest_epoch(dense) - boot - 5)), status
 
         check = site(fixed.path, check=True, diff=True)
         assert_ok(check, sorted(fresh))

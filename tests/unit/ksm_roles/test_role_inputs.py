@@ -42,6 +42,12 @@ GOOD = {
     'logfile': {'ksmtuned_logfile': '/var/log/ksmtuned.log', 'ksmtuned_debug': True},
     'decay-zero': {'ksmtuned_npages_decay': 0},
     'integer-as-text': {'ksmtuned_monitor_interval': '30'},
+    'samepage-defaults': {'ksm_tuner': 'samepage'},
+    'samepage-settings': {'ksm_tuner': 'samepage', 'ksm_settings': {'max_page_sharing': 512, 'use_zero_pages': True},
+                          'ksm_tuner_settings': {'cpu_budget': 40, 'pressure_gate': 0, 'log_level': 'debug',
+                                                 'process_poll_seconds': 0.5, 'idle_sleep_millisecs': None}},
+    'samepage-setting-as-text': {'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'budget_window': '120'}},
+    'samepage-off': {'ksm_enabled': False, 'ksm_tuner': 'samepage'},
 }
 
 # case: (variables, text the one failure must contain)
@@ -78,7 +84,31 @@ BAD = {
                      'percentage of total memory such as "5%" or a size such as "512M" or "2G".'),
     'margin-above-100': ({'ksm_memory_margin': '150%'}, 'ksm_memory_margin "150%" is not valid: a percentage cannot '
                          'exceed 100%.'),
+    'ksmtuned-with-samepage': ({'ksm_tuner': 'samepage', 'ksmtuned_enabled': True},
+                               'ksmtuned_enabled is true but ksm_tuner is samepage: the samepage tuner owns run'),
+    'pages-with-samepage': ({'ksm_tuner': 'samepage', 'ksm_settings': {'pages_to_scan': 5000}},
+                            'ksm_settings.pages_to_scan is set, but ksm_tuner is samepage: the samepage tuner sets '
+                            'pages_to_scan itself'),
+    'sleep-with-samepage': ({'ksm_tuner': 'samepage', 'ksm_settings': {'sleep_millisecs': 50}},
+                            'ksm_settings.sleep_millisecs is set, but ksm_tuner is samepage'),
+    'advisor-with-samepage': ({'ksm_tuner': 'samepage', 'ksm_settings': {'advisor_mode': 'scan-time'}},
+                              'ksm_settings.advisor_mode is scan-time, but ksm_tuner is samepage'),
+    # the tuner's own rules (_ksm_tuner.validate through the tuner_config_error filter)
+    'tuner-budget-zero': ({'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'cpu_budget': 0}},
+                          'ksm_tuner_settings is not valid: Invalid value 0 for cpu_budget: expected a number from '
+                          '0.1 to 100'),
+    'tuner-window-text': ({'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'budget_window': '60\n'}},
+                          'Invalid value'),
+    'tuner-gate-range': ({'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'pressure_gate': 100}},
+                         'for pressure_gate: expected an integer from 1 to 99, or 0 (off)'),
+    # checked whatever ksm_tuner is, so a host is never switched to a tuner with a bad setting
+    'tuner-bad-while-ksmtuned': ({'ksm_tuner_settings': {'idle_sleep_millisecs': 0}},
+                                 'for idle_sleep_millisecs: expected an integer from 1 to 60000'),
     # types: the argument spec, before the rules
+    'tuner-unknown-key': ({'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'cpu_budgett': 10}}, 'cpu_budgett'),
+    'tuner-log-level': ({'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'log_level': 'loud'}},
+                        'value of log_level must be one of: debug, info, warning, error, got: loud found in '
+                        'ksm_tuner_settings'),
     'run-not-a-setting': ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
 }
 

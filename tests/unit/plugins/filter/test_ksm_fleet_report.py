@@ -220,3 +220,16 @@ def test_bad_arguments_are_named(args, words):
 
 def test_the_filter_is_registered():
     assert FilterModule().filters() == {'ksm_fleet_report': ksm_fleet_report}
+
+
+def test_the_samepage_tuner_as_ksm_info_reports_it_shows_phase_rate_and_cpu():
+    tuner = {'installed': True, 'running': True, 'phase': 'idle', 'reason': 'converged', 'pages_to_scan': 100,
+             'sleep_millisecs': 200, 'ksmd_cpu_percent': 0.02, 'pid': 812, 'version': '0.1.0'}
+    rows = hostvars(h1=(['a'], read_result(tuner=tuner)), h2=(['a'], read_result(tuner=dict(tuner, running=False))),
+                    h3=(['a'], read_result(tuner=None)))
+    report = ksm_fleet_report(rows, ['h1', 'h2', 'h3'])
+    texts = dict((host['name'], host['tuner_text']) for host in report['hosts'])
+    assert texts == {'h1': 'phase=idle, pages_to_scan=100, sleep_millisecs=200, ksmd_cpu_percent=0.02',
+                     'h2': 'not running (phase=idle, pages_to_scan=100, sleep_millisecs=200, ksmd_cpu_percent=0.02)',
+                     'h3': 'n/a'}
+    assert report['has_tuner'] is True

@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.modules import ksm_info
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import PAGE_SIZE, FakeKsmKernel
 
 GIB = 1024 ** 3
@@ -49,6 +50,12 @@ class FakeHost:
         # The host lock of KSM writers: a directory of its own (missing, as /run/lock may be), never the real one.
         self.lock_path = str(tmp_path / 'run-lock' / 'samepage-ksm.lock')
         monkeypatch.setattr(_ksm, 'LOCK_PATH', self.lock_path)
+        # Where ksm_info looks for the samepage tuner: under tmp_path, never this machine's /run and /etc.
+        self.tuner_state = tmp_path / 'run' / 'samepage-ksm' / 'tuner.json'
+        self.tuner_unit = tmp_path / 'etc' / 'systemd' / 'system' / 'samepage-ksm-tuner.service'
+        monkeypatch.setattr(ksm_info, 'TUNER_STATE', str(self.tuner_state))
+        monkeypatch.setattr(ksm_info, 'TUNER_UNIT', str(self.tuner_unit))
+        monkeypatch.setattr(ksm_info, 'PROC', str(self.proc))
 
     def meminfo(self, mem_total=24 * GIB, mem_available=20 * GIB, swap_free=0, swap_total=None):
         kib = 1024

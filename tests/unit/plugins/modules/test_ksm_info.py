@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
@@ -199,3 +201,77 @@ def test_unreadable_file_fails_with_its_name(tmp_path, monkeypatch):
     result = info()
     assert result['failed'] is True
     assert '/sys/kernel/mm/ksm/' in result['msg'] and 'Input/output error' in result['msg']
+
+
+# ---------------------------------------------------------------------------------------------------
+# The samepage tuner, from its state file (a fake /run, /etc and /proc under tmp_path)
+
+TUNER_STATE = {
+    'phase': 'idle', 'reason': 'a full scan gained 3 pages (< 64): merging no longer pays', 'run': 1,
+    'pages_to_scan': 100, 'sleep_millisecs': 200, 'pages_sharing': 30000, 'ksm_zero_pages': 0, 'full_scans': 12,
+    'last_gain': 3, 'ksmd_cpu_percent': 0.021, 'own_cpu_percent': 0.012, 'cpu_budget_percent': 20,
+    'budget_window': 60, 'since': '2026-11-30T21:40:02Z', 'updated': '2026-11-30T21:45:12Z', 'pid': 812,
+    'version': '0.1.0', 'started': '2026-11-30T21:39:58Z', 'config': '/etc/samepage-ksm/tuner.conf',
+}
+
+
+def install_tuner(host, state=None, unit=True, alive_as='/usr/bin/python3\0/usr/lib/samepage-ksm/samepage-ksm-tuner\0'):
+    if unit:
+        host.tuner_unit.parent.mkdir(parents=True)
+        host.tuner_unit.write_text('[Unit]\n')
+    if state is not None:
+        host.tuner_state.parent.mkdir(parents=True)
+        host.tuner_state.write_text(state if isinstance(state, str) else json.dumps(state))
+    if alive_as is not None:
+        (host.proc / '812').mkdir()
+        (host.proc / '812' / 'cmdline').write_text(alive_as)
+
+
+def test_no_tuner_is_null(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    assert info()['tuner'] is None
+
+
+def test_a_running_tuner_reports_its_state_file(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    install_tuner(host, TUNER_STATE)
+    result = info()
+    assert result['changed'] is False
+    assert result['tuner'] == dict(TUNER_STATE, installed=True, running=True)
+    assert host.kernel.writes == []
+
+
+def test_a_pid_that_is_gone_or_reused_is_not_running(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    install_tuner(host, TUNER_STATE, alive_as=None)
+    tuner = info()['tuner']
+    assert tuner['installed'] is True and tuner['running'] is False and tuner['phase'] == 'idle'
+    (host.proc / '812').mkdir()
+    (host.proc / '812' / 'cmdline').write_text('/usr/sbin/sshd\0-D\0')     # the pid belongs to another program now
+    assert info()['tuner']['running'] is False
+
+
+def test_a_stopped_tuner_and_a_tuner_without_state_file(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    install_tuner(host, dict(TUNER_STATE, phase='stopped'))
+    tuner = info()['tuner']
+    assert tuner['phase'] == 'stopped' and tuner['running'] is False and tuner['installed'] is True
+    host.tuner_state.unlink()
+    assert info()['tuner'] == {'installed': True, 'running': False}
+
+
+def test_a_state_file_without_the_unit_and_a_broken_state_file(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    install_tuner(host, TUNER_STATE, unit=False)
+    assert info()['tuner']['installed'] is False and info()['tuner']['running'] is True   # run by hand
+    host.tuner_state.write_text('{"phase": ')
+    tuner = info()['tuner']
+    assert tuner['installed'] is False and tuner['running'] is False
+    assert tuner['state_error'].startswith('cannot parse %s' % host.tuner_state)
+
+
+def test_the_tuner_is_reported_on_a_kernel_without_ksm(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='absent', per_process=())
+    install_tuner(host, dict(TUNER_STATE, phase='unavailable', reason='/sys/kernel/mm/ksm does not exist'))
+    result = info()
+    assert result['available'] is False and result['tuner']['phase'] == 'unavailable'
