@@ -154,13 +154,18 @@ def _read(path, limit=MAX_FILE_BYTES):
     return data.decode('utf-8', 'replace')
 
 
-def _listdir(path, limit=MAX_DIR_ENTRIES):
-    """Sorted names of a directory (at most limit), [] when it is missing or unreadable."""
+def _listdir(path, limit=None, skipped=None):
+    """Sorted names of a directory (at most limit, default MAX_DIR_ENTRIES), [] when it is missing or
+    unreadable. What the limit leaves out is noted in the list skipped, when given."""
+    limit = MAX_DIR_ENTRIES if limit is None else limit
     try:
-        names = os.listdir(path)
+        names = sorted(os.listdir(path))
     except (OSError, ValueError):
         return []
-    return sorted(names)[:limit]
+    note = '%s: looked at the first %d of %d entries only' % (path, limit, len(names))
+    if len(names) > limit and skipped is not None and note not in skipped:
+        skipped.append(note)
+    return names[:limit]
 
 
 def running_processes(proc_dir):
@@ -186,7 +191,7 @@ def running_processes(proc_dir):
     return result
 
 
-def unit_state(root, unit):
+def unit_state(root, unit, skipped=None):
     """(enabled wants-symlinks, masked path or None) of a unit, from the file system (no systemctl)."""
     masked = None
     for directory in ('etc/systemd/system', 'run/systemd/system'):
@@ -199,7 +204,7 @@ def unit_state(root, unit):
     enabled = []
     for directory in SYSTEMD_DIRS:
         base = _path(root, directory)
-        for name in _listdir(base):
+        for name in _listdir(base, skipped=skipped):
             if not name.endswith('.wants'):
                 continue
             link = os.path.join(base, name, unit)
@@ -301,14 +306,14 @@ class Scan:
         for unit in sorted(UNIT_NAMES):
             if unit == 'qemu-kvm.service':
                 continue     # judged with its defaults file, by scan_qemu_kvm
-            enabled, masked = unit_state(self.root, unit)
+            enabled, masked = unit_state(self.root, unit, self.skipped)
             if enabled and not masked:
                 finding = self.finding(UNIT_NAMES[unit])
                 for link in enabled:
                     finding.add('%s enabled (%s)' % (unit, link))
 
     def scan_qemu_kvm(self):
-        enabled, masked = unit_state(self.root, 'qemu-kvm.service')
+        enabled, masked = unit_state(self.root, 'qemu-kvm.service', self.skipped)
         if not enabled or masked:
             return
         finding = self.finding('qemu-kvm.service')
@@ -402,7 +407,7 @@ class Scan:
         files = {}
         for directory in TMPFILES_DIRS:   # /etc overrides /run overrides /usr/lib (same file name)
             base = _path(self.root, directory)
-            for name in _listdir(base):
+            for name in _listdir(base, skipped=self.skipped):
                 if name.endswith('.conf') and name not in files:
                     files[name] = os.path.join(base, name)
         for name in sorted(files):
@@ -421,7 +426,7 @@ class Scan:
     def scan_sysfsutils(self):
         paths = [_path(self.root, 'etc/sysfs.conf')]
         base = _path(self.root, 'etc/sysfs.d')
-        paths.extend(os.path.join(base, name) for name in _listdir(base) if name.endswith('.conf'))
+        paths.extend(os.path.join(base, name) for name in _listdir(base, skipped=self.skipped) if name.endswith('.conf'))
         for path in paths:
             for number, line in enumerate((_read(path) or '').splitlines(), 1):
                 key, sep, value = line.split('#', 1)[0].partition('=')
@@ -469,10 +474,10 @@ class Scan:
                 continue      # /lib -> /usr/lib on merged-/usr systems: read once
             seen_dirs.add(real)
             candidates = []
-            for name in _listdir(base, MAX_UNIT_FILES):
+            for name in _listdir(base, MAX_UNIT_FILES + 1, self.skipped):
                 if name.endswith('.d'):
                     dropins = os.path.join(base, name)
-                    candidates.extend((name[:-2], os.path.join(dropins, conf)) for conf in _listdir(dropins, 64)
+                    candidates.extend((name[:-2], os.path.join(dropins, conf)) for conf in _listdir(dropins, 64, self.skipped)
                                       if conf.endswith('.conf'))
                 elif '.' in name and not name.endswith('.wants') and not name.endswith('.requires'):
                     candidates.append((name, os.path.join(base, name)))
