@@ -261,7 +261,7 @@ competing_managers:
 competing_writers:
   description:
     - Every other writer of KSM knobs found on the host, with the evidence it was found by. Found from the file
-      system and C(/proc) only (no C(systemctl)): running processes (ksmtuned, oVirt's momd/vdsmd, KubeVirt's
+      system and C(/proc) only (no C(systemctl)) - running processes (ksmtuned, oVirt's momd/vdsmd, KubeVirt's
       virt-handler), units enabled by a C(*.wants) symlink and not masked (C(ksmtuned.service), C(ksm.service),
       Ubuntu's C(qemu-kvm.service) with C(KSM_ENABLED) of C(/etc/default/qemu-kvm), NixOS's
       C(enable-ksm.service)), the active TuneD profile and the profiles it includes (C([sysfs]) lines for
