@@ -165,8 +165,8 @@ def test_qemu_kvm_without_defaults_file(root):
 
 def test_parse_assignments():
     text = 'A=1\n# B=2\n  export C="x y" # c\nD=\'q\'\nE=unterminated"\nF="open\nG=3 # comment\nA=4\nnot an assignment\n'
-    assert _ksm_writers.parse_assignments(text) == {'A': '4', 'C': 'x y', 'D': 'q', 'E': 'unterminated"', 'F': 'open',
-                                                   'G': '3'}
+    expected = {'A': '4', 'C': 'x y', 'D': 'q', 'E': 'unterminated"', 'F': 'open', 'G': '3'}
+    assert _ksm_writers.parse_assignments(text) == expected
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,8 +337,8 @@ def test_short_form_and_warning(root):
     assert _ksm_writers.short_form(findings, ['sleep_millisecs']) == {'ksmtuned': ['sleep_millisecs'],
                                                                       'qemu-kvm.service': ['sleep_millisecs']}
     overwriting = _ksm_writers.overwriting(findings, {'sleep_millisecs': 50, 'use_zero_pages': True})
-    assert [(f.writer.name, knobs) for f, knobs in overwriting] == [('ksmtuned', ['sleep_millisecs']),
-                                                                   ('qemu-kvm.service', ['sleep_millisecs'])]
+    assert [(f.writer.name, knobs) for f, knobs in overwriting] == [
+        ('ksmtuned', ['sleep_millisecs']), ('qemu-kvm.service', ['sleep_millisecs'])]
     text = _ksm_writers.warning(*overwriting[1])
     assert text.startswith('qemu-kvm.service writes run, sleep_millisecs at boot (')
     assert 'will be overwritten at boot' in text and 'KSM_ENABLED' in text
