@@ -78,6 +78,15 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "ksmtuned runs here and rewrites {{ ksm_quick.competing_managers.ksmtuned | join(', ') }}"
   when: "'ksmtuned' in ksm_quick.competing_managers"
+
+- name: Say what else writes KSM knobs on each host, and how to stop it
+  ansible.builtin.debug:
+    msg: >-
+      {{ item.name }} writes {{ item.knobs | join(', ') }} {{ item.when }}
+      ({{ item.evidence | join('; ') }}): {{ item.remedy }}
+  loop: "{{ ksm_quick.competing_writers | rejectattr('ours') }}"
+  loop_control:
+    label: "{{ item.name }}"
 '''
 
 RETURN = r'''
@@ -244,7 +253,9 @@ processes:
       zero_pages: 0
       profit: 62386176
 competing_managers:
-  description: Programs running now that rewrite KSM knobs behind Ansible's back, with the knobs each rewrites.
+  description:
+    - The short form of RV(competing_writers) - each other writer that writes knobs, with those knobs. The
+      collection's own tuner (RV(competing_writers[].ours)) is not listed.
   returned: always
   type: dict
   sample:
@@ -335,12 +346,64 @@ tuner:
     updated: "2026-11-30T21:45:12Z"
     pid: 812
     version: 0.1.0
+competing_writers:
+  description:
+    - Every other writer of KSM knobs found on the host, with the evidence it was found by. Found from the file
+      system and C(/proc) only (no C(systemctl)) - running processes (ksmtuned, oVirt's momd/vdsmd, KubeVirt's
+      virt-handler), units enabled by a C(*.wants) symlink and not masked (C(ksmtuned.service), C(ksm.service),
+      Ubuntu's C(qemu-kvm.service) with C(KSM_ENABLED) of C(/etc/default/qemu-kvm), NixOS's
+      C(enable-ksm.service)), the active TuneD profile and the profiles it includes (C([sysfs]) lines for
+      C(/sys/kernel/mm/ksm), cpu-partitioning and realtime-virtual-host, C(/var/lib/tuned/ksm-masked)),
+      C(w /sys/kernel/mm/ksm/...) lines of tmpfiles.d, C(/etc/sysfs.conf) and C(/etc/sysfs.d), units with
+      C(MemoryKSM=yes), and the collection's own tuner.
+    - Empty when nothing else writes KSM knobs, and when KSM is not available.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The writer.
+      type: str
+      sample: ksmtuned
+    knobs:
+      description: The knobs it writes here (empty for C(systemd MemoryKSM=), which opts processes in instead).
+      type: list
+      elements: str
+      sample: [run, pages_to_scan, sleep_millisecs]
+    when:
+      description: When it writes them (V(every interval), V(at boot), at every TuneD profile switch, ...).
+      type: str
+      sample: every interval
+    evidence:
+      description: What it was found by (process and pid, unit symlink, file and line, profile).
+      type: list
+      elements: str
+      sample:
+        - process ksmtuned (pid 812)
+        - ksmtuned.service enabled (/etc/systemd/system/multi-user.target.wants/ksmtuned.service)
+    ours:
+      description: Whether it is the collection's own tuner (C(samepage-ksm-tuner)) rather than another program.
+      type: bool
+      sample: false
+    remedy:
+      description: What to change so that it stops overwriting settings made with this collection.
+      type: str
+      sample: stop and disable ksmtuned (samepage.ksm.ksm_service name=ksmtuned state=stopped enabled=false), or tune
+        it with the samepage.ksm.ksmtuned role instead of setting these knobs
+competing_writers_skipped:
+  description: What the bounded search for RV(competing_writers) left out (unit files beyond the limit, too large or
+    unreadable), so that an empty result is never taken for more than it is.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 '''
 
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 # Where the samepage tuner reports itself (tests point these at a fake root).
@@ -391,7 +454,7 @@ def main():
         'per_process': _ksm.per_process_files(),
     }
     result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
-                  processes=[], competing_managers={}, tuner=None)
+                  processes=[], competing_managers={}, competing_writers=[], competing_writers_skipped=[], tuner=None)
     # The tuner reports itself whether or not this kernel has KSM (it then says why it cannot work).
     result['tuner'] = _ksm_tuner.read_status(TUNER_STATE, TUNER_UNIT, PROC)
     try:
@@ -408,7 +471,10 @@ def main():
         result['savings'] = savings(state, page_bytes)
         if limit:
             result['processes'] = _ksm.process_savings(limit=limit, page_bytes=page_bytes)
-        result['competing_managers'] = _ksm.competing_managers(_ksm.WRITE_ORDER)
+        writers = _ksm_writers.find()
+        result['competing_writers'] = [finding.as_dict() for finding in writers.found]
+        result['competing_writers_skipped'] = writers.skipped
+        result['competing_managers'] = _ksm_writers.short_form(writers.found)
     except _errors.SamepageError as err:
         _errors.fail(module, err, result)
     except OSError as err:

@@ -176,6 +176,11 @@ notes:
     by default). When it is running and the task sets one of those, the task warns; stop it with
     M(samepage.ksm.ksm_service) (O(samepage.ksm.ksm_service#module:name=ksmtuned),
     O(samepage.ksm.ksm_service#module:state=stopped)) or tune ksmtuned with the samepage.ksm.ksmtuned role instead.
+  - Other writers of the same knobs are looked for too (as M(samepage.ksm.ksm_info) reports them in
+    RV(samepage.ksm.ksm_info#module:competing_writers)) - C(ksm.service), Ubuntu's C(qemu-kvm.service)
+    (C(KSM_ENABLED) in C(/etc/default/qemu-kvm)), the active TuneD profile, tmpfiles.d and sysfs.conf lines, oVirt
+    MOM, KubeVirt's virt-handler, the collection's own tuner. The task warns about each one that will overwrite a
+    knob it set, naming the evidence and what to change otherwise; it never changes them itself.
   - Persistence enables the unit with a symlink rather than C(systemctl enable), so it also works where
     systemd is not running (an image build, a chroot); C(systemctl daemon-reload) is run when the files
     change and systemd is running. Other boot-time writers of the same files (a distribution's
@@ -358,11 +363,52 @@ boot_unit:
   type: str
   sample: /etc/systemd/system/samepage-ksm-sysfs.service
 competing_managers:
-  description: Running programs that rewrite knobs this task sets, with those knobs (a warning is given too).
+  description:
+    - The short form of RV(competing_writers) - each other program that will overwrite knobs this task set,
+      with those knobs. The collection's own tuner is not listed.
   returned: when the kernel has KSM
   type: dict
   sample:
     ksmtuned: [run, pages_to_scan]
+competing_writers:
+  description:
+    - The other writers found on the host (see RV(samepage.ksm.ksm_info#module:competing_writers)) that will
+      overwrite knobs this task set, each with a warning that says what to change otherwise. A writer that
+      always writes the value the task set (C(ksm.service) writes C(run=1)) is not listed.
+    - RV(competing_writers[].knobs) are the knobs of the task it overwrites.
+  returned: when the kernel has KSM
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The writer.
+      type: str
+    knobs:
+      description: The knobs of this task it overwrites.
+      type: list
+      elements: str
+    when:
+      description: When it writes them.
+      type: str
+    evidence:
+      description: What it was found by (process, unit symlink, file and line, TuneD profile).
+      type: list
+      elements: str
+    ours:
+      description: Whether it is the collection's own tuner.
+      type: bool
+    remedy:
+      description: What to change so that it stops overwriting the knobs.
+      type: str
+  sample:
+    - name: qemu-kvm.service
+      knobs: [run]
+      when: at boot
+      evidence:
+        - qemu-kvm.service enabled (/etc/systemd/system/multi-user.target.wants/qemu-kvm.service)
+        - "/etc/default/qemu-kvm: KSM_ENABLED=AUTO"
+      ours: false
+      remedy: set KSM_ENABLED (1, 0) and SLEEP_MILLISECS in /etc/default/qemu-kvm to the values you want
 msg:
   description: What was done, or would be done in check mode.
   returned: always
@@ -385,6 +431,7 @@ diff:
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 # Knobs whose option is not the kernel value: run is a bool (0/1; 2 is ksm_unmerge's business) and
@@ -545,14 +592,17 @@ class SysfsTask:
         return boot_plan, persisted
 
     def warn_competing_managers(self, applied):
-        managers = _ksm.competing_managers(list(applied))
-        self.result['competing_managers'] = managers
-        for program in sorted(managers):
-            self.module.warn(
-                '%s is running and rewrites %s every monitor interval (60 s by default): the values this task '
-                'set for them will be overwritten at its next interval. Stop it with samepage.ksm.ksm_service '
-                '(name=%s state=stopped enabled=false), or tune it with the samepage.ksm.ksmtuned role instead '
-                'of setting these knobs.' % (program, ', '.join(managers[program]), program))
+        """Warn about every other writer that will overwrite a knob the task set (warnings only)."""
+        overwriting = _ksm_writers.overwriting(_ksm_writers.find().found, applied)
+        writers = []
+        for finding, knobs in overwriting:
+            entry = finding.as_dict()
+            entry['knobs'] = knobs
+            writers.append(entry)
+            self.module.warn(_ksm_writers.warning(finding, knobs))
+        self.result['competing_writers'] = writers
+        self.result['competing_managers'] = dict((entry['name'], entry['knobs']) for entry in writers
+                                                 if not entry['ours'])
 
     def warn_boot_conflicts(self, persisted, applied, boot):
         conflicts = ['%s=%s' % (name, _ksm.encode(name, persisted[name]))

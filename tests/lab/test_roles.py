@@ -388,7 +388,7 @@ for part in preinst postinst prerm postrm conffiles; do
     if [ -e "/var/lib/dpkg/info/$pkg.$part" ]; then cp "/var/lib/dpkg/info/$pkg.$part" "$d/DEBIAN/$part"; fi
 done
 dpkg-query -L "$pkg" | while read -r path; do
-    if [ -f "$path" ] || [ -L "$path" ]; then cp -a --parents "$path" "$d"; elif [ -d "$path" ]; then mkdir -p "$d$path"; fi
+    if [ -d "$path" ]; then mkdir -p "$d$path"; elif [ -f "$path" ] || [ -L "$path" ]; then cp -a --parents "$path" "$d"; fi
 done
 dpkg-deb --root-owner-group --build "$d" "$out" >/dev/null
 rm -rf "$d"

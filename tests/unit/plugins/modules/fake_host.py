@@ -21,6 +21,7 @@ __metaclass__ = type
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import PAGE_SIZE, FakeKsmKernel
 
 GIB = 1024 ** 3
@@ -56,6 +57,22 @@ class FakeHost:
         monkeypatch.setattr(ksm_info, 'TUNER_STATE', str(self.tuner_state))
         monkeypatch.setattr(ksm_info, 'TUNER_UNIT', str(self.tuner_unit))
         monkeypatch.setattr(ksm_info, 'PROC', str(self.proc))
+        # Other writers of KSM knobs are looked for under tmp_path (its proc/ is self.proc), never in the real /etc.
+        self.root = tmp_path
+        monkeypatch.setattr(_ksm_writers, 'ROOT', str(tmp_path))
+
+    def write_file(self, relative, text):
+        """A file of the fake root file system (tmp_path/relative), its directories made."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def enable_unit(self, unit, target='multi-user.target'):
+        """A unit enabled the way systemctl enable does it: a symlink in etc/systemd/system/<target>.wants."""
+        wants = self.root / 'etc' / 'systemd' / 'system' / (target + '.wants')
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / unit).symlink_to('/usr/lib/systemd/system/' + unit)
 
     def meminfo(self, mem_total=24 * GIB, mem_available=20 * GIB, swap_free=0, swap_total=None):
         kib = 1024

@@ -130,3 +130,24 @@ def test_nan_inf_and_enormous_numbers_fail_naming_the_option(host, value):
     result = run_main(ksm_sysfs.main, {'pages_to_scan': value}, check_mode=True)
     assert result['failed'] is True and 'pages_to_scan' in result['msg']
     assert not math.isinf(result.get('value', 0) or 0)
+
+
+@pytest.mark.parametrize('content', [b'\x00\xff' * 5000, b'KSM_ENABLED="1\nSLEEP_MILLISECS=`reboot`"\n',
+                                     b'[sysfs]\n/sys/kernel/mm/ksm/run = \xff\n' * 20000])
+def test_hostile_files_of_other_writers_give_clean_results(host, content):
+    """The files ksm_info and ksm_sysfs read to find other writers of KSM knobs (competing_writers) are
+    data: garbage, huge or binary contents give a clean result, never a traceback."""
+    host.enable_unit('qemu-kvm.service')
+    for relative in ('etc/default/qemu-kvm', 'etc/tuned/active_profile', 'etc/tuned/p/tuned.conf',
+                     'etc/tmpfiles.d/ksm.conf', 'etc/sysfs.conf', 'etc/systemd/system/x.service'):
+        (host.root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (host.root / relative).write_bytes(content)
+    host.add_process(4242, 'ksmtuned')
+    (host.proc / '4243').mkdir()
+    (host.proc / '4243' / 'comm').write_bytes(b'\xff\xfe' * 100)
+    info = run_main(ksm_info.main, {'max_processes': 0})
+    assert info['failed'] is False
+    assert [entry['name'] for entry in info['competing_writers']][:2] == ['ksmtuned', 'qemu-kvm.service']
+    result = run_main(ksm_sysfs.main, {'sleep_millisecs': 40}, check_mode=True)
+    assert result['failed'] is False and host.kernel.writes == []
+    assert [entry['name'] for entry in result['competing_writers']][:2] == ['ksmtuned', 'qemu-kvm.service']

@@ -180,6 +180,41 @@ def test_competing_managers(tmp_path, monkeypatch):
         'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs']}
 
 
+def test_competing_writers_with_their_evidence(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    result = info()
+    assert result['competing_writers'] == [] and result['competing_writers_skipped'] == []
+    host.add_process(900, 'ksmtuned')
+    host.enable_unit('qemu-kvm.service')
+    defaults = host.write_file('etc/default/qemu-kvm', 'KSM_ENABLED=AUTO\nSLEEP_MILLISECS=200\n')
+    host.write_file('etc/tuned/active_profile', 'realtime-virtual-host\n')
+    host.write_file('etc/systemd/system/samepage-ksm-tuner.service', '[Service]\n')
+    host.enable_unit('samepage-ksm-tuner.service')
+    result = info({'max_processes': 0})
+    assert result['failed'] is False and result['changed'] is False
+    writers = dict((entry['name'], entry) for entry in result['competing_writers'])
+    assert [entry['name'] for entry in result['competing_writers']] == [
+        'ksmtuned', 'qemu-kvm.service', 'tuned', 'samepage-ksm-tuner']
+    assert writers['ksmtuned']['evidence'] == ['process ksmtuned (pid 900)']
+    assert writers['ksmtuned']['when'] == 'every interval' and writers['ksmtuned']['ours'] is False
+    assert '%s: KSM_ENABLED=AUTO' % defaults in writers['qemu-kvm.service']['evidence']
+    assert writers['qemu-kvm.service']['knobs'] == ['run', 'sleep_millisecs']
+    assert any('realtime-virtual-host switches KSM off' in line for line in writers['tuned']['evidence'])
+    assert writers['samepage-ksm-tuner']['ours'] is True
+    for entry in result['competing_writers']:
+        assert set(entry) == {'name', 'knobs', 'when', 'evidence', 'ours', 'remedy'} and entry['remedy']
+    # the short form: every other writer with its knobs, not the collection's own tuner
+    assert result['competing_managers'] == {'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs'],
+                                            'qemu-kvm.service': ['run', 'sleep_millisecs'], 'tuned': ['run']}
+
+
+def test_no_competing_writers_without_ksm(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='absent', per_process=())
+    host.add_process(900, 'ksmtuned')
+    result = info()
+    assert result['competing_writers'] == [] and result['competing_managers'] == {}
+
+
 @pytest.mark.parametrize('preset', ['6.18', '6.1', 'absent'])
 def test_check_mode_reports_the_same_and_writes_nothing(tmp_path, monkeypatch, preset):
     host = FakeHost(tmp_path, monkeypatch, preset=preset)

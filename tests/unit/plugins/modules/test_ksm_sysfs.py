@@ -453,6 +453,48 @@ def test_no_ksmtuned_warning_for_other_knobs(host):
     assert result['competing_managers'] == {} and result['warnings'] == []
 
 
+def test_writers_that_overwrite_only_the_knobs_the_task_set(host):
+    host.enable_unit('qemu-kvm.service')
+    host.write_file('etc/default/qemu-kvm', 'KSM_ENABLED=1\nSLEEP_MILLISECS=200\n')
+    host.write_file('etc/tmpfiles.d/ksm.conf', 'w /sys/kernel/mm/ksm/use_zero_pages - - - - 1\n')
+    host.write_file('etc/systemd/system/guests.service', '[Service]\nMemoryKSM=yes\n')
+    host.enable_unit('ksm.service')
+    result = sysfs({'sleep_millisecs': 50, 'smart_scan': False})
+    assert result['failed'] is False and result['changed'] is True
+    assert host.kernel.values['sleep_millisecs'] == 50      # warnings only: the task did what it was asked
+    assert [(entry['name'], entry['knobs']) for entry in result['competing_writers']] == [
+        ('qemu-kvm.service', ['sleep_millisecs'])]
+    assert result['competing_managers'] == {'qemu-kvm.service': ['sleep_millisecs']}
+    assert len(result['warnings']) == 1
+    warning = result['warnings'][0]
+    assert warning.startswith('qemu-kvm.service writes run, sleep_millisecs at boot')
+    assert 'sleep_millisecs will be overwritten at boot' in warning
+    assert 'KSM_ENABLED' in warning and '/etc/default/qemu-kvm' in warning
+
+
+def test_ksm_service_overwrites_run_false_only(host):
+    host.enable_unit('ksm.service')
+    assert sysfs({'run': True})['competing_writers'] == []
+    result = sysfs({'run': False})
+    assert [(entry['name'], entry['knobs']) for entry in result['competing_writers']] == [('ksm.service', ['run'])]
+    assert 'name=ksm enabled=false' in result['warnings'][0]
+
+
+def test_tuned_and_our_tuner_in_check_mode(host):
+    host.write_file('etc/tuned/active_profile', 'site\n')
+    host.write_file('etc/tuned/site/tuned.conf', '[main]\ninclude=virtual-host\n')
+    host.write_file('usr/lib/tuned/virtual-host/tuned.conf', '[sysfs]\n/sys/kernel/mm/ksm/pages_to_scan = 1250\n')
+    host.add_process(55, 'samepage-ksm-tu')
+    result = sysfs({'pages_to_scan': 300}, check_mode=True)
+    assert result['changed'] is True and host.kernel.writes == []
+    assert [(entry['name'], entry['knobs'], entry['ours']) for entry in result['competing_writers']] == [
+        ('tuned', ['pages_to_scan'], False), ('samepage-ksm-tuner', ['pages_to_scan'], True)]
+    assert result['competing_managers'] == {'tuned': ['pages_to_scan']}
+    assert any('switch the TuneD profile' in warning for warning in result['warnings'])
+    assert any(warning.startswith("the collection's own tuner") and 'ksm_tuner: samepage or none' in warning
+               for warning in result['warnings'])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Diff
 
