@@ -916,8 +916,8 @@ def read_status(state_path=DEFAULT_STATE_PATH, unit_path=None, proc='/proc'):
         error = 'cannot parse %s: not a JSON object' % state_path
     pid = status.get('pid')
     status['installed'] = installed
-    status['running'] = (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
-                         and status.get('phase') != 'stopped' and _is_tuner_process(pid, proc))
+    pid_valid = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+    status['running'] = pid_valid and status.get('phase') != 'stopped' and _is_tuner_process(pid, proc)
     if error is not None:
         status['state_error'] = error
     return status
