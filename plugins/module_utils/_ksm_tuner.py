@@ -419,6 +419,8 @@ PAUSED = 'paused'           # the CPU budget is spent for now: run=0 (merged pag
 GATED = 'gated'             # pressure gate closed: run=0 (merged pages kept)
 
 MIN_FAST_SCANS = 2          # nothing merges in the first full pass: judge a fast phase after two
+WAITING_SECONDS = 10.0      # ksmd told to run that scans nothing for this long waits for mergeable memory
+WAITING_CPU_SHARE = 0.002   # ... judged by its CPU where the kernel has no pages_scanned (0.2 % of a core)
 IDLE_SLEEP_MAX_FACTOR = 16  # the idle sleep doubles up to this many times the configured one
 IDLE_CPU_WINDOW = 30.0      # seconds of idle ksmd CPU behind each adjustment of the idle sleep
 FAST_TICK = 0.5             # seconds between observations while merging
@@ -522,6 +524,7 @@ class Policy:
         self.cost_samples = collections.deque(maxlen=COST_SAMPLES)
         self.cost_mark = None           # (ksmd cpu, pages_scanned) for measuring the cost of a page
         self.gate_open = None
+        self.watch = None               # (time, pages_scanned, ksmd cpu) since ksmd was told to run, fast
         self.previous = None            # the last decision
         self.last_time = None
 
@@ -533,6 +536,7 @@ class Policy:
         self.fast_gain = 0
         self.fast_start_sharing = sharing
         self.idle_since = None
+        self.watch = None
 
     def _enter_idle(self, reason, now, sharing):
         self.intent = IDLE
@@ -648,11 +652,15 @@ class Policy:
         if self.intent == FAST:
             self.fast_scans += completed
             self.fast_gain = sharing - self.fast_start_sharing
+            waiting = self._ksmd_waiting(obs)
             if self.fast_scans >= MIN_FAST_SCANS and self.last_gain is not None \
                     and self.last_gain < c['gain_threshold']:
                 self._enter_idle('converged: the last full scan gained %d pages (< gain_threshold %d) after '
                                  '%d full scans that gained %d pages'
                                  % (self.last_gain, c['gain_threshold'], self.fast_scans, self.fast_gain),
+                                 now, sharing)
+            elif waiting:
+                self._enter_idle('nothing to scan: no process has memory marked mergeable (%s)' % waiting,
                                  now, sharing)
         else:
             self._idle_bookkeeping(obs, completed, sharing)
@@ -666,6 +674,34 @@ class Policy:
         if c['process_poll_seconds']:
             tick = min(tick, c['process_poll_seconds'])
         return self._decide(self._budgeted(Decision(1, pages, sleep, self.intent, self.reason, tick), now), now)
+
+    def _ksmd_waiting(self, obs):
+        """Why ksmd, told to run at the fast rate, is waiting rather than scanning; None while it scans
+        (or cannot be judged yet). ksmd scans only while some process has memory marked mergeable:
+        without one it sleeps until one appears, so no full scan ever completes and rule 2 never fires.
+        The evidence is the kernel's pages_scanned standing still, or where there is none, ksmd's CPU."""
+        previous = self.previous
+        if previous is None or previous.run != 1:
+            self.watch = None
+            return None
+        scanned, cpu = obs.counters.get('pages_scanned'), obs.ksmd_cpu
+        if self.watch is None:
+            self.watch = (obs.time, scanned, cpu)
+            return None
+        since, scanned_then, cpu_then = self.watch
+        elapsed = obs.time - since
+        if elapsed < WAITING_SECONDS:
+            return None
+        if scanned is not None and scanned_then is not None:
+            if scanned == scanned_then:
+                return 'ksmd scanned no page in %d s' % elapsed
+        elif cpu is not None and cpu_then is not None:
+            if cpu - cpu_then < WAITING_CPU_SHARE * elapsed:
+                return 'ksmd used %.3f s of CPU in %d s' % (cpu - cpu_then, elapsed)
+        else:
+            return None
+        self.watch = (obs.time, scanned, cpu)     # it scans: judge the next stretch afresh
+        return None
 
     def _idle_bookkeeping(self, obs, completed, sharing):
         c = self.config

@@ -152,7 +152,8 @@ class KsmdSim:
         """Run ksmd (and churn) up to `until` seconds."""
         while self.now < until - 1e-12:
             values = self.kernel.values
-            if values['run'] != 1 or not self.regions:
+            # ksmd scans only while some process has memory marked mergeable; else it waits, using no CPU
+            if values['run'] != 1 or not self.active_regions():
                 step = until - self.now
                 self._churn(step)
                 self.now = until

@@ -266,6 +266,37 @@ def test_late_arrival_without_process_polling_found_by_idle_gain():
     assert sim.sharing() >= 0.99 * sim.achievable()
 
 
+@pytest.mark.parametrize('preset', ['6.18', '6.1'])   # pages_scanned, or ksmd's CPU where there is none
+def test_nothing_mergeable_goes_idle_then_a_new_process_merges(preset):
+    # ksmd scans only while some process has memory marked mergeable: on a host without one (a KVM host
+    # before its first guest) no full scan ever completes, so the tuner must not wait for one at flat out.
+    late = Region('guest', 128, 'same', start=60, madvise_delay=1.0)
+    sim, tuner, log = make(preset=preset)
+    sim.add(late)
+    decisions = drive(sim, tuner, 150)
+    went_idle = [when for when, d in decisions if d.phase == 'idle'][0]
+    assert went_idle <= tuner_mod.WAITING_SECONDS + 2, went_idle
+    assert 'nothing to scan: no process has memory marked mergeable' in log.getvalue()
+    assert [d.phase for when, d in decisions if went_idle <= when < 60] == ['idle'] * len(
+        [1 for when, d in decisions if went_idle <= when < 60])
+    noticed = [when for when, d in decisions if when >= 60 and d.phase == 'fast'][0]
+    assert noticed - late.start <= 5
+    assert sim.sharing() >= 0.99 * sim.achievable()
+    assert decisions[-1][1].phase == 'idle' and 'converged' in decisions[-1][1].reason
+
+
+def test_fast_phase_ends_when_the_mergeable_process_goes_away():
+    # A fast phase (a kick) with nothing left to scan: the last mergeable process has gone, so ksmd waits
+    sim, tuner, log = make({'process_poll_seconds': 0})
+    region = sim.add(Region('a', 64, 'same'))
+    drive(sim, tuner, 40)
+    assert tuner.decision.phase == 'idle'
+    sim.regions.remove(region)
+    decisions = drive(sim, tuner, 80, kicks=[45])
+    assert phases([(when, d) for when, d in decisions if when >= 45]) == ['fast', 'idle']
+    assert 'nothing to scan' in tuner.decision.reason
+
+
 def test_kick_starts_a_fast_phase_at_once():
     sim, tuner, log = make({'process_poll_seconds': 0})
     sim.add(Region('a', 128, 'same'))
