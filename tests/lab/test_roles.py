@@ -357,6 +357,7 @@ def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inven
     before = snapshot(guest)
     run = site(example_inventory, extra_vars=extra_vars, limit=guest.name)
     assert run.rc != 0
+    assert guest.name in run.stats, run.output[-6000:]
     assert run.stats[guest.name]['failed'] == 1 and run.stats[guest.name]['changed'] == 0, run.stats
     failed = [r for r in run.results if r['status'] == 'failed']
     assert len(failed) == 1
@@ -414,6 +415,7 @@ def test_host_without_the_package_check_mode_then_a_failed_install(lab, debian12
 
         real = site(example_inventory, limit=guest.name, extra_vars=KSMTUNED)
         assert real.rc != 0
+        assert guest.name in real.stats, real.output[-6000:]
         assert real.stats[guest.name]['failed'] == 1 and real.stats[guest.name]['changed'] == 0, real.stats
         failure = task_results(real, INSTALL_FAILURE, guest.name)
         assert len(failure) == 1 and failure[0]['status'] == 'failed', real.output[-6000:]
