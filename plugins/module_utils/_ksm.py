@@ -618,7 +618,7 @@ class Ksm:
             if not unmerge_if_busy:
                 raise KsmError(busy_message(state, writes, plan.busy), knob=plan.busy[0])
             plan.unmerge = True
-            plan.budget = plan.check_memory(state)
+            plan.memory = plan.check_memory(state)
             sequence = unmerge_writes(state)
             plan.writes = sequence + self._writes_after_unmerge(self.predict(state, sequence), applied,
                                                                 plan.run_after)
@@ -627,13 +627,15 @@ class Ksm:
 
     def execute(self, plan):
         """Make the planned change. Returns the writes made ([(name, value)]); plan.unmerged gets the
-        unmerge's figures when there was one.
+        unmerge's figures when there was one. An UnmergePlan (plan_unmerge) is made by execute_unmerge.
 
         Plain writes go through apply() (undone on failure). EBUSY with nothing shared means stale
         stable nodes: with unmerge_if_busy the change is made again around an unmerge. Around an
         unmerge: run=2, the knobs, run put back; one more unmerge and retry on EBUSY; on failure run is
         put back as it was and the message says so. Raises KsmError with what was left.
         """
+        if isinstance(plan, UnmergePlan):
+            return self.execute_unmerge(plan)
         if plan.unmerge:
             return self._execute_with_unmerge(plan, plan.state)
         if not plan.writes:
@@ -697,26 +699,74 @@ class Ksm:
             return ' KSM had been unmerged for the change; run could not be put back to %s: %s' % (previous, err.msg)
         return ' KSM had been unmerged for the change (run=2); run was put back to %s.' % previous
 
-    def plan_unmerge(self, state, wanted_run):
-        """The ChangePlan of ksm_unmerge: everything unmerged, ksmd left at wanted_run (2 stopped, 1 running).
+    def plan_unmerge(self, wanted_run, budget):
+        """The UnmergePlan of ksm_unmerge: everything unmerged, ksmd left at wanted_run (2 stopped, 1 running),
+        with the memory check's verdict against budget (an UnmergeBudget).
 
         An unmerge is needed when something is shared, and to stop a running ksmd (run=2 also frees its
-        scan metadata; with nothing shared it costs nothing). run=0 with nothing shared is "stopped,
-        nothing merged" as much as run=2 is.
+        scan metadata; with nothing shared it costs nothing, and needs no memory check). run=0 with nothing
+        shared is "stopped, nothing merged" as much as run=2 is. A kernel without KSM has nothing to
+        unmerge: the plan changes nothing, unless ksmd is to run (KsmUnavailable).
         """
+        if not self.available():
+            if wanted_run == 1:
+                self.require()     # raises KsmUnavailable: ksmd cannot run on this kernel
+            plan = UnmergePlan({}, wanted_run, MemoryVerdict(0, budget), available=False)
+            plan.run_after = None
+            return plan
+        state = self.read_state()
         shared = sharing_left(state)
         live_run = state.get('run')
-        plan = ChangePlan(state, {'run': wanted_run}, [], [], False, None)
-        plan.run_after = wanted_run
+        needed = unmerge_cost(state)
+        plan = UnmergePlan(state, wanted_run, MemoryVerdict(needed, budget))
         in_place = same('run', live_run, wanted_run) or (wanted_run == 2 and live_run == 0)
         if not shared and in_place:
             plan.run_after = live_run
-            plan.predicted = dict(state)
             return plan
         plan.unmerge = bool(shared) or (wanted_run == 2 and live_run == 1)
         plan.writes = (unmerge_writes(state) if plan.unmerge else []) + ([('run', 1)] if wanted_run == 1 else [])
         plan.predicted = self.predict(state, plan.writes)
+        if plan.unmerge and needed:
+            plan.memory = budget.verdict(state)
         return plan
+
+    def execute_unmerge(self, plan):
+        """Make an UnmergePlan: the unmerge (verified: nothing left shared), run=1 when ksmd is to run, the
+        state and the host's memory read back. Returns plan.outcome (an UnmergeOutcome).
+
+        A plan whose memory verdict refuses the unmerge is not made unless the verdict was overridden
+        (MemoryVerdict.override). On failure plan.outcome holds what really happened, from the state read
+        back afterwards (the kernel may have refused run=2, stopped the unmerge half done with run=0, or
+        unmerged before run=1 was refused), and the KsmError is raised.
+        """
+        plan.memory.require()
+        state = plan.state
+        outcome = plan.outcome = UnmergeOutcome(plan)
+        if not plan.changed:
+            return outcome
+        written = len(self.journal)
+        try:
+            after = state
+            if plan.unmerge:
+                seconds, after = self.unmerge_verified(state)
+                outcome.unmerged = True
+                outcome.duration = round(seconds, 3)
+            if plan.wanted_run == 1:
+                try:
+                    self.write('run', 1, after)
+                except KsmError as err:
+                    raise KsmError('%s Everything was unmerged; ksmd is left stopped (run=%s).'
+                                   % (err.msg, after.get('run')), **err.details)
+        except SamepageError:
+            outcome.read_back_failure(self, wrote=len(self.journal) > written)
+            raise
+        outcome.after = self.read_state()
+        outcome.run_after = outcome.after.get('run')
+        try:
+            outcome.meminfo_after = read_meminfo()
+        except OSError as err:   # the unmerge is done: report it, without the figures afterwards
+            outcome.meminfo_error = 'Cannot read the memory figures of the host after the unmerge: %s' % err
+        return outcome
 
 
 # Counters that must all read 0 once everything is unmerged.
@@ -729,8 +779,8 @@ def sharing_left(state):
 
 
 class ChangePlan:
-    """One change of KSM state, decided from one reading before anything is written (Ksm.plan_change,
-    Ksm.plan_unmerge), reported in check mode or made by Ksm.execute.
+    """One change of KSM state, decided from one reading before anything is written (Ksm.plan_change;
+    Ksm.plan_unmerge makes its subclass UnmergePlan), reported in check mode or made by Ksm.execute.
 
     state       the reading the plan was made from
     applied     {knob: kernel value} asked for and present on this kernel
@@ -741,7 +791,7 @@ class ChangePlan:
     busy        the knobs that need that unmerge (EBUSY while pages are shared)
     run_after   the run the change ends with
     predicted   the state after the writes, with the kernel's side effects
-    budget      (needed bytes, bytes the unmerge may use): the memory check's verdict, when it unmerges
+    memory      the MemoryVerdict of the unmerge, when it unmerges (plan_change refuses one that does not fit)
     unmerged    after execute(): {pages, bytes, duration} of the unmerge it made, if any
     """
 
@@ -756,7 +806,7 @@ class ChangePlan:
         self.busy = []
         self.run_after = applied['run'] if 'run' in applied else state.get('run')
         self.predicted = dict(state)
-        self.budget = None
+        self.memory = None
         self.unmerged = None
 
     @property
@@ -768,13 +818,103 @@ class ChangePlan:
         return unmerged_figures(self.state, None)
 
     def check_memory(self, state):
-        """The memory check an unmerge for unmerge_if_busy needs: (needed, budget), or KsmError with both."""
+        """The memory check an unmerge for unmerge_if_busy needs: its MemoryVerdict, or KsmError with both figures."""
         budget = UnmergeBudget(self.margin if self.margin is not None else DEFAULT_MARGIN)
+        verdict = budget.verdict(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
+                                               'less is shared')
+        if not verdict.ok:
+            raise KsmError('unmerge_if_busy=true: %s' % verdict.error.msg, **verdict.error.details)
+        return verdict
+
+
+class UnmergePlan(ChangePlan):
+    """The ChangePlan of ksm_unmerge (Ksm.plan_unmerge), made by Ksm.execute (execute_unmerge).
+
+    available   whether this kernel has KSM (without it there is no state and nothing to do)
+    wanted_run  2 (ksmd stopped, everything unmerged) or 1 (ksmd running again afterwards)
+    memory      the MemoryVerdict: needed bytes, the budget, and the refusal when the unmerge does not fit
+                (made for every plan, so that check mode reports it too; ok when nothing needs memory)
+    outcome     after execute, also when it failed: the UnmergeOutcome, what really happened
+    """
+
+    def __init__(self, state, wanted_run, memory, available=True):
+        ChangePlan.__init__(self, state, {'run': wanted_run}, [], [], False, None)
+        self.available = available
+        self.wanted_run = wanted_run
+        self.memory = memory
+        self.outcome = None
+
+
+class UnmergeOutcome:
+    """What an executed UnmergePlan did (its figures start as the plan's, as a success would make them).
+
+    changed         whether the host is different now
+    run_after       run read back afterwards (None when it could not be read after a failure)
+    after           the state read back afterwards (None when it could not be read)
+    pages, bytes    page mappings that received a private copy, and their bytes
+    unmerged        whether an unmerge (run=2) completed and was verified
+    duration        seconds the unmerge write took (0.0 without one)
+    meminfo_after   /proc/meminfo after a successful run ({field: bytes}); None, with meminfo_error saying
+                    why, when it could not be read
+    """
+
+    def __init__(self, plan):
+        figures = plan.unmerge_figures() if plan.changed else unmerged_figures({}, None)
+        self.before = plan.state
+        self.changed = plan.changed
+        self.run_after = plan.run_after
+        self.after = None
+        self.pages = figures['pages']
+        self.bytes = figures['bytes']
+        self.unmerged = False
+        self.duration = 0.0
+        self.meminfo_after = None
+        self.meminfo_error = None
+
+    def read_back_failure(self, ksm, wrote):
+        """The figures of a run that failed half way, from the state read back; wrote: whether the kernel
+        accepted any write of it."""
         try:
-            return budget.check(state, remedy='leave merge_across_nodes and max_page_sharing as they are until '
-                                              'less is shared')
-        except KsmError as err:
-            raise KsmError('unmerge_if_busy=true: %s' % err.msg, **err.details)
+            self.after = ksm.read_state()
+        except SamepageError:
+            self.after = None
+        if self.after is None:
+            self.changed = wrote
+            self.run_after = None
+            return
+        self.pages = max(0, unmerge_pages(self.before) - unmerge_pages(self.after))
+        self.bytes = self.pages * page_size()
+        self.run_after = self.after.get('run')
+        self.changed = wrote or self.run_after != self.before.get('run') or self.pages > 0
+
+
+class MemoryVerdict:
+    """The memory check of an unmerge, decided before anything is written.
+
+    needed      bytes the unmerge allocates ((pages_sharing + ksm_zero_pages) times the page size)
+    budget      the UnmergeBudget it was judged against (meminfo, margin, bytes the unmerge may use)
+    error       None when the unmerge fits, else the KsmError that refuses it, with both figures
+    overridden  set by override(): the caller chose to unmerge although it does not fit (force=true)
+    """
+
+    def __init__(self, needed, budget, error=None):
+        self.needed = needed
+        self.budget = budget
+        self.error = error
+        self.overridden = False
+
+    @property
+    def ok(self):
+        return self.error is None
+
+    def override(self):
+        """Unmerge even though the check refused it: the caller's explicit decision (and warning)."""
+        self.overridden = True
+
+    def require(self):
+        """Raise the refusal unless the unmerge fits or the refusal was overridden."""
+        if self.error is not None and not self.overridden:
+            raise self.error
 
 
 def unmerge_writes(state):
@@ -915,6 +1055,14 @@ class UnmergeBudget:
     def check(self, state, page_bytes=None, remedy='set force=true to unmerge anyway'):
         """check_unmerge_fits against these figures: (needed, budget), or KsmError with both figures."""
         return check_unmerge_fits(state, self.meminfo, self.margin, page_bytes, remedy)
+
+    def verdict(self, state, page_bytes=None, remedy='set force=true to unmerge anyway'):
+        """The MemoryVerdict of an unmerge of state: check() as data, the refusal kept rather than raised."""
+        try:
+            self.check(state, page_bytes, remedy)
+        except KsmError as err:
+            return MemoryVerdict(unmerge_cost(state, page_bytes), self, err)
+        return MemoryVerdict(unmerge_cost(state, page_bytes), self)
 
 
 def human_bytes(number):

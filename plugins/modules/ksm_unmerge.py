@@ -231,118 +231,89 @@ def argument_spec():
 
 def main():
     module = _options.new_module(argument_spec(), supports_check_mode=True)
-    ksmd = module.params['ksmd']
-    wanted_run = RUN_FOR[ksmd]
     result = dict(changed=False, pages_unmerged=0, bytes_unmerged=0, duration=0.0)
-    ksm = _ksm.Ksm()
     try:
         _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
         with _options.writer_lock(module, 'ksm_unmerge'):
-            run(module, ksm, ksmd, wanted_run, result)
+            run(module, result)
     except _errors.SamepageError as err:
         _errors.fail(module, err, result)
     module.exit_json(**result)
 
 
-def run(module, ksm, ksmd, wanted_run, result):
-    page_bytes = _ksm.page_size()
+def run(module, result):
+    """Ask _ksm for the plan, report it (check mode) or have it executed and report what happened."""
+    ksmd = module.params['ksmd']
+    ksm = _ksm.Ksm()
     budget = _ksm.UnmergeBudget(module.params['memory_margin'])
     result.update(memory_before=memory(budget.meminfo), margin_bytes=budget.margin, budget_bytes=budget.budget,
                   needed_bytes=0)
-
-    if not ksm.available():
-        if ksmd == 'running':
-            ksm.require()  # raises KsmUnavailable: ksmd cannot run on this kernel
+    plan = ksm.plan_unmerge(RUN_FOR[ksmd], budget)
+    if not plan.available:
         result['msg'] = ('%s does not exist: this kernel has no KSM, so nothing is merged and ksmd does not '
                          'run' % ksm.io.root)
         return
 
-    state = ksm.read_state()
-    plan = ksm.plan_unmerge(state, wanted_run)
-    live_run = state.get('run')
-    pages = _ksm.unmerge_pages(state)
-    needed = _ksm.unmerge_cost(state, page_bytes)
-    result.update(run_before=live_run, run_after=live_run, needed_bytes=needed)
-
+    state = plan.state
+    result.update(run_before=state.get('run'), run_after=plan.run_after, needed_bytes=plan.memory.needed)
     if not plan.changed:
-        result['msg'] = 'Nothing is shared and ksmd is already %s (run=%s)' % (ksmd, live_run)
+        result['msg'] = 'Nothing is shared and ksmd is already %s (run=%s)' % (ksmd, state.get('run'))
         set_diff(module, result, state, state)
         return
 
-    unmerge = plan.unmerge
-    if unmerge and needed:
-        try:
-            budget.check(state, page_bytes)
-        except _ksm.KsmError as err:
-            if not module.params['force']:
-                raise
-            module.warn('force=true: unmerging although the memory check failed. %s' % err.msg)
+    if not plan.memory.ok:
+        if not module.params['force']:
+            raise plan.memory.error
+        module.warn('force=true: unmerging although the memory check failed. %s' % plan.memory.error.msg)
+        plan.memory.override()
     managers = _ksm.competing_managers(['run'])
     for program in sorted(managers):
         module.warn('%s is running and rewrites run: it will start ksmd again and merge pages again. Stop it '
                     'first (samepage.ksm.ksm_service name=%s state=stopped).' % (program, program))
 
-    predicted = plan.predicted
-    result.update(changed=True, run_after=wanted_run, pages_unmerged=pages, bytes_unmerged=pages * page_bytes)
-
+    figures = plan.unmerge_figures()
+    result.update(changed=True, pages_unmerged=figures['pages'], bytes_unmerged=figures['bytes'])
     if module.check_mode:
-        set_diff(module, result, state, predicted)
-        result['msg'] = describe(True, unmerge, pages, page_bytes, ksmd, wanted_run)
+        set_diff(module, result, state, plan.predicted)
+        result['msg'] = describe(True, plan, ksmd)
         return
 
     try:
-        after = state
-        if unmerge:
-            seconds, after = ksm.unmerge_verified(state)
-            result['duration'] = round(seconds, 3)
-            if pages:
-                module.warn(CGROUP_WARNING)
-        if wanted_run == 1:
-            try:
-                ksm.write('run', 1, after)
-            except _ksm.KsmError as err:
-                raise _ksm.KsmError('%s Everything was unmerged; ksmd is left stopped (run=%s).'
-                                    % (err.msg, after.get('run')), **err.details)
-    except _errors.SamepageError:
-        report_failure(ksm, state, page_bytes, result)
-        raise
-    after = ksm.read_state()
-    result['run_after'] = after.get('run')
-    try:
-        result['memory_after'] = memory(_ksm.read_meminfo())
-    except OSError as err:   # the unmerge is done: report it, without the figures afterwards
-        module.warn('Cannot read the memory figures of the host after the unmerge: %s' % err)
-    set_diff(module, result, state, after)
-    result['msg'] = describe(False, unmerge, pages, page_bytes, ksmd, wanted_run, result['duration'])
+        ksm.execute(plan)
+    finally:
+        report_outcome(module, result, plan.outcome)
+    outcome = plan.outcome
+    if outcome.meminfo_after is None:
+        module.warn(outcome.meminfo_error)
+    else:
+        result['memory_after'] = memory(outcome.meminfo_after)
+    set_diff(module, result, state, outcome.after)
+    result['msg'] = describe(False, plan, ksmd, outcome.duration)
 
 
-def report_failure(ksm, before, page_bytes, result):
-    """The figures of a run that failed half way, from the state read back: the kernel may have refused
-    run=2 (nothing happened), stopped the unmerge half done (run=0), or unmerged before a later step failed."""
-    try:
-        after = ksm.read_state()
-    except _errors.SamepageError:
-        after = None
-    if after is None:
-        result.update(changed=bool(ksm.journal), run_after=None)
-        return
-    pages = max(0, _ksm.unmerge_pages(before) - _ksm.unmerge_pages(after))
-    result.update(run_after=after.get('run'), pages_unmerged=pages, bytes_unmerged=pages * page_bytes,
-                  changed=bool(ksm.journal) or after.get('run') != before.get('run') or pages > 0)
+def report_outcome(module, result, outcome):
+    """What the execution really did, also when it failed half way (the figures read back by _ksm)."""
+    if outcome is None:
+        return      # refused before anything was written
+    result.update(changed=outcome.changed, run_after=outcome.run_after, pages_unmerged=outcome.pages,
+                  bytes_unmerged=outcome.bytes, duration=outcome.duration)
+    if outcome.unmerged and outcome.pages:
+        module.warn(CGROUP_WARNING)
 
 
-def describe(check, unmerge, pages, page_bytes, ksmd, wanted_run, seconds=0.0):
+def describe(check, plan, ksmd, seconds=0.0):
     """The message: what was done, or what would be done in check mode."""
-    if unmerge and pages:
-        amount = '%d pages (%s)' % (pages, _ksm.human_bytes(pages * page_bytes))
+    figures = plan.unmerge_figures()
+    if plan.unmerge and figures['pages']:
+        amount = '%d pages (%s)' % (figures['pages'], _ksm.human_bytes(figures['bytes']))
         text = 'Would unmerge %s' % amount if check else 'Unmerged %s in %.2f s' % (amount, seconds)
-    elif unmerge:
+    elif plan.unmerge:
         text = 'Would write run=2' if check else 'Wrote run=2'
         text += ' (no page mapping was shared; it clears what is left of KSM and stops ksmd)'
     else:
-        text = ('Would write run=%d' if check else 'Wrote run=%d') % wanted_run
+        text = ('Would write run=%d' if check else 'Wrote run=%d') % plan.wanted_run
         text += ' (nothing was shared)'
-    return '%s; ksmd %s (run=%d)' % (text, ksmd, wanted_run)
+    return '%s; ksmd %s (run=%d)' % (text, ksmd, plan.wanted_run)
 
 
 def set_diff(module, result, before, after):

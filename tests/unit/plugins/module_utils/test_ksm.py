@@ -671,6 +671,125 @@ def test_human_bytes(number, text):
     assert _ksm.human_bytes(number) == text
 
 
+# --- the unmerge plan (ksm_unmerge): plan_unmerge, then execute ------------------------------------------
+
+def budget_of(mem_available, margin='0'):
+    return _ksm.UnmergeBudget(margin, {'MemTotal': 8 * GIB, 'MemAvailable': mem_available, 'SwapFree': 0})
+
+
+@pytest.fixture
+def page(monkeypatch):
+    monkeypatch.setattr(_ksm, 'page_size', lambda: PAGE)
+
+
+def test_plan_unmerge_carries_the_memory_verdict(page):
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=10, pages_sharing=262144)          # 1 GiB of copies
+    plan = ksm.plan_unmerge(2, budget_of(4 * GIB))
+    assert plan.changed and plan.unmerge and plan.writes == [('run', 2)]
+    assert plan.memory.ok and plan.memory.needed == GIB and plan.memory.budget.budget == 4 * GIB
+    refused = ksm.plan_unmerge(2, budget_of(GIB // 2))
+    assert not refused.memory.ok and refused.memory.needed == GIB
+    assert 'Refusing to unmerge' in refused.memory.error.msg
+    assert refused.memory.error.details == {'needed_bytes': GIB, 'budget_bytes': GIB // 2}
+    assert fake.writes == []
+
+
+def test_plan_unmerge_with_nothing_shared_needs_no_memory(page):
+    fake, ksm = kernel(run=1)
+    plan = ksm.plan_unmerge(2, budget_of(0, margin='1G'))      # a negative budget
+    assert plan.changed and plan.unmerge and plan.memory.ok and plan.memory.needed == 0
+
+
+@pytest.mark.parametrize('run, wanted_run', [(0, 2), (2, 2), (1, 1)])
+def test_plan_unmerge_in_place(page, run, wanted_run):
+    fake, ksm = kernel(run=run)
+    plan = ksm.plan_unmerge(wanted_run, budget_of(GIB))
+    assert not plan.changed and plan.run_after == run and plan.predicted == plan.state
+    assert ksm.execute(plan).changed is False and fake.writes == []
+
+
+def test_plan_unmerge_without_ksm():
+    fake, ksm = kernel(preset='absent')
+    plan = ksm.plan_unmerge(2, budget_of(GIB))
+    assert not plan.available and not plan.changed and plan.memory.needed == 0
+    assert 'no KSM' in error_of(ksm.plan_unmerge, 1, budget_of(GIB)).msg
+
+
+def test_execute_refuses_an_unmerge_that_does_not_fit_unless_overridden(page):
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=10, pages_sharing=262144)
+    plan = ksm.plan_unmerge(2, budget_of(GIB // 2))
+    assert error_of(ksm.execute, plan) is plan.memory.error
+    assert fake.writes == [] and plan.outcome is None
+    plan.memory.override()
+    outcome = ksm.execute(plan)
+    assert outcome is plan.outcome and outcome.changed and outcome.unmerged
+    assert fake.values['run'] == 2 and fake.values['pages_sharing'] == 0
+
+
+def test_execute_unmerge_then_ksmd_running(page, tmp_path, monkeypatch):
+    meminfo = tmp_path / 'meminfo'
+    meminfo.write_text('MemTotal:  1048576 kB\nMemAvailable:  524288 kB\n')
+    monkeypatch.setattr(_ksm, 'MEMINFO', str(meminfo))
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=10, pages_sharing=90, ksm_zero_pages=4)
+    plan = ksm.plan_unmerge(1, budget_of(GIB))
+    assert plan.writes == [('run', 2), ('run', 1)] and plan.predicted['run'] == 1
+    outcome = ksm.execute(plan)
+    assert fake.successful_writes() == [('run', '2'), ('run', '1')]
+    assert (outcome.changed, outcome.unmerged, outcome.pages, outcome.bytes) == (True, True, 94, 94 * PAGE)
+    assert outcome.run_after == 1 and outcome.after['run'] == 1 and _ksm.sharing_left(outcome.after) == []
+    assert outcome.duration >= 0 and outcome.meminfo_after['MemAvailable'] == 512 * 1024 ** 2
+
+
+def test_execute_unmerge_names_an_unreadable_meminfo_afterwards(page, tmp_path, monkeypatch):
+    monkeypatch.setattr(_ksm, 'MEMINFO', str(tmp_path / 'nothing'))
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=1, pages_sharing=2)
+    outcome = ksm.execute(ksm.plan_unmerge(2, budget_of(GIB)))
+    assert outcome.changed and outcome.meminfo_after is None
+    assert outcome.meminfo_error.startswith('Cannot read the memory figures of the host after the unmerge: ')
+
+
+def test_execute_unmerge_half_done_reports_what_the_kernel_left(page):
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=10, pages_sharing=90)
+    fake.unmerge_error = errno.ENOMEM
+    plan = ksm.plan_unmerge(1, budget_of(GIB))
+    err = error_of(ksm.execute, plan)
+    assert 'ran out of memory' in err.msg and 'Read back afterwards: run=0' in err.msg
+    outcome = plan.outcome
+    assert outcome.changed is True and outcome.unmerged is False   # the kernel put run from 1 to 0
+    assert outcome.run_after == 0 and outcome.pages == 0 and outcome.duration == 0.0
+    assert fake.successful_writes() == []                          # ksmd not started again
+
+
+def test_execute_unmerge_refused_run_1_after_the_unmerge(page):
+    fake, ksm = kernel(run=1)
+    fake.share(pages_shared=10, pages_sharing=90)
+
+    def refuse_run_1(kernel_, name, data):
+        if name == 'run' and data == '2':
+            kernel_.inject('run', errno.EPERM)
+
+    fake.after_write = refuse_run_1
+    plan = ksm.plan_unmerge(1, budget_of(GIB))
+    err = error_of(ksm.execute, plan)
+    assert err.msg.endswith('Everything was unmerged; ksmd is left stopped (run=2).')
+    outcome = plan.outcome
+    assert outcome.changed and outcome.unmerged and outcome.pages == 90 and outcome.run_after == 2
+
+
+def test_execute_unmerge_refused_by_the_kernel_is_no_change(page, monkeypatch):
+    fake, ksm = kernel(mode='unprivileged', run=1)
+    fake.share(pages_shared=1, pages_sharing=2)
+    monkeypatch.setattr(_ksm.os, 'geteuid', lambda: 1000)
+    plan = ksm.plan_unmerge(2, budget_of(GIB))
+    assert 'become' in error_of(ksm.execute, plan).msg
+    assert (plan.outcome.changed, plan.outcome.pages, plan.outcome.run_after) == (False, 0, 1)
+
+
 # --- NUMA ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('text, nodes', [('0-1,4\n', [0, 1, 4]), ('0\n', [0]), ('', []), ('\n', []),
