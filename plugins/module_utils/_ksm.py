@@ -145,11 +145,6 @@ WRITE_ORDER = tuple(knob.name for knob in WRITABLE_KNOBS)
 # What the kernel puts pages_to_scan to when advisor_mode changes (mm/ksm.c, set_advisor_defaults).
 PAGES_TO_SCAN_AFTER_ADVISOR_OFF = 100
 
-# Other programs that rewrite knobs behind the collection's back, by process name (/proc/<pid>/comm).
-COMPETING_MANAGERS = {
-    'ksmtuned': ('run', 'pages_to_scan', 'sleep_millisecs'),
-}
-
 
 class KsmError(SamepageError):
     """A failure of the kernel layer: the message names the knob, the value and the reason."""
@@ -1119,34 +1114,6 @@ def merge_across_nodes_for(policy, nodes):
         return 0 if len(nodes) > 1 else 1
     raise KsmError('Invalid NUMA merge policy %r: expected auto, always or never' % (policy,),
                    option='merge_across_nodes')
-
-
-def running_processes(proc_dir=None):
-    """{pid: command name} of the processes running now. Processes that exit mid-read are skipped."""
-    proc_dir = proc_dir or PROC_DIR
-    result = {}
-    for entry in os.listdir(proc_dir):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc_dir, entry, 'comm')) as handle:
-                result[int(entry)] = handle.read().strip()
-        except OSError:
-            continue
-    return result
-
-
-def competing_managers(names, processes=None):
-    """Running programs that will overwrite some of the given knobs: {program: [knobs]}."""
-    if processes is None:
-        processes = running_processes()
-    commands = set(processes.values())
-    found = {}
-    for program, knobs in COMPETING_MANAGERS.items():
-        overlap = [name for name in knobs if name in names]
-        if program in commands and overlap:
-            found[program] = overlap
-    return found
 
 
 def _parse_ksm_stat(text):

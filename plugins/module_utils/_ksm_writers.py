@@ -527,6 +527,19 @@ def short_form(findings, names=None):
     return result
 
 
+def running(names, root=None, processes=None):
+    """[(Finding, [knobs])] of the writers running now as processes that write some of names ([knob]): they
+    write them again within their interval, whatever a task has just done. Reads /proc only (cheap)."""
+    scan = Scan(root, processes)
+    scan.scan_processes()
+    result = []
+    for finding in scan.found:
+        knobs = [knob for knob in finding.knobs if knob in names]
+        if knobs:
+            result.append((finding, knobs))
+    return result
+
+
 def overwriting(findings, applied):
     """[(Finding, [knobs])] of the writers that will overwrite some of the knobs a task set ({knob: value}).
 
@@ -549,3 +562,10 @@ def warning(finding, knobs):
     return ('%s writes %s %s (%s): the values this task set for %s will be overwritten %s. Otherwise: %s.'
             % (owner, ', '.join(finding.knobs), writer.when, '; '.join(finding.evidence[:3]), ', '.join(knobs),
                'at its next interval' if writer.when == EVERY_INTERVAL else writer.when, writer.remedy))
+
+
+def unmerge_warning(finding):
+    """What a task that unmerged is told about a running writer of run (from running()), with the way out."""
+    writer = finding.writer
+    return ('%s is running and rewrites run %s (%s): it can start ksmd again and pages can be merged again. To '
+            'prevent that: %s.' % (writer.name, writer.when, '; '.join(finding.evidence[:3]), writer.remedy))

@@ -64,7 +64,9 @@ attributes:
 notes:
   - Needs root (become) to write C(/sys/kernel/mm/ksm/run).
   - If ksmtuned runs, it starts ksmd again within its monitor interval; the module warns when it sees it.
-    Stop it first with M(samepage.ksm.ksm_service).
+    Stop it first with M(samepage.ksm.ksm_service). It warns likewise about every other running program that
+    rewrites C(run) every interval (oVirt's MOM, KubeVirt's virt-handler, the collection's own tuner), the ones
+    RV(samepage.ksm.ksm_info#module:competing_writers) lists.
   - The memory check is made on the host as a whole.
 seealso:
   - module: samepage.ksm.ksm_info
@@ -192,6 +194,7 @@ diff:
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 RUN_FOR = {'stopped': 2, 'running': 1}
@@ -266,10 +269,8 @@ def run(module, result):
             raise plan.memory.error
         module.warn('force=true: unmerging although the memory check failed. %s' % plan.memory.error.msg)
         plan.memory.override()
-    managers = _ksm.competing_managers(['run'])
-    for program in sorted(managers):
-        module.warn('%s is running and rewrites run: it will start ksmd again and merge pages again. Stop it '
-                    'first (samepage.ksm.ksm_service name=%s state=stopped).' % (program, program))
+    for finding, dummy in _ksm_writers.running(['run']):
+        module.warn(_ksm_writers.unmerge_warning(finding))
 
     figures = plan.unmerge_figures()
     result.update(changed=True, pages_unmerged=figures['pages'], bytes_unmerged=figures['bytes'])

@@ -910,28 +910,3 @@ def test_process_savings_orders_equal_merging_by_profit(tmp_path):
 def test_per_process_files(proc, tmp_path):
     assert _ksm.per_process_files(proc) == ['ksm_stat']
     assert _ksm.per_process_files(str(tmp_path)) == []
-
-
-def test_running_processes(proc):
-    assert _ksm.running_processes(proc) == {100: 'qemu-61', 200: 'qemu-system-x86', 250: 'qemu-64', 300: 'merge-any',
-                                            400: 'old-kernel', 2: 'kthreadd', 700: 'bash'}
-
-
-def test_competing_managers():
-    table = {1: 'init', 42: 'ksmtuned', 43: 'bash'}
-    assert _ksm.competing_managers(['run', 'use_zero_pages'], table) == {'ksmtuned': ['run']}
-    assert _ksm.competing_managers(['sleep_millisecs', 'pages_to_scan', 'run'], table) == {
-        'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs']}
-    assert _ksm.competing_managers(['use_zero_pages', 'max_page_sharing'], table) == {}
-    assert _ksm.competing_managers(['run'], {1: 'init', 2: 'ksmtuned.sh'}) == {}
-
-
-def test_competing_managers_reads_the_process_table(tmp_path, monkeypatch):
-    root = tmp_path / 'proc'
-    root.mkdir()
-    make_proc(root, 1, {'comm': 'init\n'})
-    make_proc(root, 4242, {'comm': 'ksmtuned\n'})
-    monkeypatch.setattr(_ksm, 'PROC_DIR', str(root))
-    assert _ksm.competing_managers(['pages_to_scan']) == {'ksmtuned': ['pages_to_scan']}
-    (root / '4242' / 'comm').unlink()          # it exited
-    assert _ksm.competing_managers(['pages_to_scan']) == {}

@@ -346,6 +346,61 @@ def test_short_form_and_warning(root):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Running writers (what ksm_unmerge warns about; formerly _ksm.competing_managers)
+
+def competing_managers(root, names, processes=None):
+    """{writer: [knobs]} of running(): the writers running now that rewrite some of names."""
+    return {finding.writer.name: knobs for finding, knobs in _ksm_writers.running(names, str(root.path), processes)}
+
+
+def test_running_processes(root):
+    for pid, comm in ((100, 'qemu-61'), (250, 'qemu-64'), (200, 'qemu-system-x86'), (300, 'merge-any'),
+                      (400, 'old-kernel'), (2, 'kthreadd'), (700, 'bash')):
+        root.process(pid, comm)
+    root.file('proc/500/ksm_stat', 'ksm_rmap_items 9\n')    # exited between listing and reading: comm gone
+    (root.path / 'proc' / '800').mkdir()                       # gone entirely
+    root.file('proc/self/ksm_stat', '')
+    root.file('proc/meminfo', 'MemTotal: 1 kB\n')
+    proc = str(root.path / 'proc')
+    assert _ksm_writers.running_processes(proc) == {100: 'qemu-61', 200: 'qemu-system-x86', 250: 'qemu-64', 300: 'merge-any',
+                                                    400: 'old-kernel', 2: 'kthreadd', 700: 'bash'}
+
+
+def test_competing_managers(root):
+    table = {1: 'init', 42: 'ksmtuned', 43: 'bash'}
+    assert competing_managers(root, ['run', 'use_zero_pages'], table) == {'ksmtuned': ['run']}
+    assert competing_managers(root, ['sleep_millisecs', 'pages_to_scan', 'run'], table) == {
+        'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs']}
+    assert competing_managers(root, ['use_zero_pages', 'max_page_sharing'], table) == {}
+    assert competing_managers(root, ['run'], {1: 'init', 2: 'ksmtuned.sh'}) == {}
+
+
+def test_competing_managers_reads_the_process_table(root):
+    root.process(1, 'init')
+    root.process(4242, 'ksmtuned')
+    assert competing_managers(root, ['pages_to_scan']) == {'ksmtuned': ['pages_to_scan']}
+    (root.path / 'proc' / '4242' / 'comm').unlink()          # it exited
+    assert competing_managers(root, ['pages_to_scan']) == {}
+
+
+def test_running_looks_at_processes_only_and_names_every_interval_writer(root):
+    root.enable('ksmtuned.service')                  # enabled but not running: the next boot, not now
+    root.file('etc/default/qemu-kvm', 'KSM_ENABLED=1\n')
+    root.enable('qemu-kvm.service')
+    assert _ksm_writers.running(['run'], str(root.path)) == []
+    root.process(300, 'momd')
+    root.process(400, 'virt-handler')
+    root.process(77, 'samepage-ksm-tu')
+    found = _ksm_writers.running(['run'], str(root.path))
+    assert [(finding.writer.name, knobs) for finding, knobs in found] == [
+        ('ovirt-mom', ['run']), ('kubevirt-virt-handler', ['run']), ('samepage-ksm-tuner', ['run'])]
+    text = _ksm_writers.unmerge_warning(found[0][0])
+    assert text.startswith('ovirt-mom is running and rewrites run every interval (process momd (pid 300)): it can '
+                           'start ksmd again')
+    assert text.endswith('To prevent that: %s.' % _ksm_writers.BY_NAME['ovirt-mom'].remedy)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Hostile and broken contents: clean results, never a traceback
 
 def test_binary_and_garbled_process_names(root):
