@@ -9,7 +9,8 @@ Every layer of module_utils raises its own error type, all under SamepageError: 
 kernel's KSM interface), _ksm_boot.BootConfigError (the boot unit), _systemd.SystemdError (systemctl).
 A module catches SamepageError once and hands it to fail(), which reports the message, the error's
 details and the partial result the module has gathered (what was there before, the writes made, the
-state read back), so every module fails the same way and never claims more than happened.
+state read back), so every module fails the same way and never claims more than happened. run_task()
+is that main() in one call: exit_json with the task's result, or fail() with its partial result.
 
 Private to samepage.ksm. Standard library only; no Ansible imports (the module object is passed in).
 """
@@ -44,3 +45,17 @@ def fail(module, err, partial=None):
             result[key] = err.details[key]
     result.pop('msg', None)
     module.fail_json(msg=err.msg, **result)
+
+
+def run_task(module, task, partial):
+    """The end of a module's main(): module.exit_json(**task()), or fail() with partial() when task raises
+    a SamepageError.
+
+    partial is called only after a failure, so it reports what the task had done by then.
+    """
+    try:
+        result = task()
+    except SamepageError as err:
+        fail(module, err, partial())
+    else:
+        module.exit_json(**result)

@@ -11,6 +11,8 @@ DOCUMENTATION with the fragment, so the two never drift apart.
 
 new_module() builds the AnsibleModule of every samepage.ksm module: it refuses, naming the option,
 the values ansible-core's own int conversion cannot take without a traceback or an enormous number.
+run_writer() is the main() of a module that writes KSM state: its options checked, its task run under
+the host lock, its result or failure reported (_errors.run_task).
 
 Private to samepage.ksm. Standard library and ansible.module_utils only.
 """
@@ -19,6 +21,7 @@ import decimal
 
 from ansible.module_utils import basic
 
+from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 
 # The largest magnitude an int option may be written with (10^30): beyond every range the options have
@@ -58,6 +61,18 @@ def writer_lock(module, program):
     if module.check_mode:
         return _ksm.no_lock()
     return _ksm.host_lock(timeout=timeout, who='samepage.ksm.%s' % program)
+
+
+def run_writer(module, program, task, partial):
+    """_errors.run_task for a task that writes KSM state: the options the argument spec cannot check
+    (memory_margin's syntax, lock_timeout) are checked before anything else, then task() runs under
+    writer_lock(module, program)."""
+    def locked():
+        if 'memory_margin' in module.params:
+            _ksm.parse_margin(module.params['memory_margin'], 0)
+        with writer_lock(module, program):
+            return task()
+    _errors.run_task(module, locked, partial)
 
 
 def _beyond_int(value):

@@ -267,7 +267,7 @@ diff:
 import time
 
 
-from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, run_task
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units as units_mod
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
@@ -603,11 +603,7 @@ def main():
         supports_check_mode=True,
     )
     service = KsmService(module)
-    try:
-        result = service.run()
-    except SamepageError as err:
-        fail(module, err, service.failure())
-    module.exit_json(**result)
+    run_task(module, service.run, service.failure)
 
 
 if __name__ == '__main__':

@@ -669,13 +669,7 @@ class SysfsTask:
 def main():
     module = _options.new_module(argument_spec(), supports_check_mode=True)
     task = SysfsTask(module)
-    try:
-        _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
-        with _options.writer_lock(module, 'ksm_sysfs'):
-            result = task.run()
-    except _errors.SamepageError as err:
-        _errors.fail(module, err, task.partial())
-    module.exit_json(**result)
+    _options.run_writer(module, 'ksm_sysfs', task.run, task.partial)
 
 
 if __name__ == '__main__':

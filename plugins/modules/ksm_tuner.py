@@ -191,11 +191,10 @@ import sys
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, fail
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, run_task
 from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
+from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
 CONFIG_PATH = _ksm_tuner.DEFAULT_CONFIG_PATH
@@ -427,23 +426,20 @@ class KsmTuner:
         return result
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type='str', choices=['started', 'stopped', 'absent'], default='started'),
-            enabled=dict(type='bool', default=True),
-            # A plain dict: _ksm_tuner.validate() checks it (the same rules the daemon applies to its file).
-            config=dict(type='dict', default={}),
-            python=dict(type='path'),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        state=dict(type='str', choices=['started', 'stopped', 'absent'], default='started'),
+        enabled=dict(type='bool', default=True),
+        # A plain dict: _ksm_tuner.validate() checks it (the same rules the daemon applies to its file).
+        config=dict(type='dict', default={}),
+        python=dict(type='path'),
     )
+
+
+def main():
+    module = _options.new_module(argument_spec(), supports_check_mode=True)
     tuner = KsmTuner(module)
-    try:
-        result = tuner.run()
-    except SamepageError as err:
-        fail(module, err, tuner.failure())
-    module.exit_json(**result)
+    run_task(module, tuner.run, tuner.failure)
 
 
 if __name__ == '__main__':

@@ -192,7 +192,6 @@ diff:
 '''
 
 
-from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
@@ -235,17 +234,16 @@ def argument_spec():
 def main():
     module = _options.new_module(argument_spec(), supports_check_mode=True)
     result = dict(changed=False, pages_unmerged=0, bytes_unmerged=0, duration=0.0)
-    try:
-        _ksm.parse_margin(module.params['memory_margin'], 0)   # the options' syntax, before anything else
-        with _options.writer_lock(module, 'ksm_unmerge'):
-            run(module, result)
-    except _errors.SamepageError as err:
-        _errors.fail(module, err, result)
-    module.exit_json(**result)
+
+    def task():
+        run(module, result)
+        return result
+    _options.run_writer(module, 'ksm_unmerge', task, lambda: result)
 
 
 def run(module, result):
-    """Ask _ksm for the plan, report it (check mode) or have it executed and report what happened."""
+    """Ask _ksm for the plan, report it (check mode) or have it executed and report what happened, in result
+    (also when it fails: result is the partial result then)."""
     ksmd = module.params['ksmd']
     ksm = _ksm.Ksm()
     budget = _ksm.UnmergeBudget(module.params['memory_margin'])

@@ -13,15 +13,17 @@ runs it) and then through the module itself in check mode on a fake host. Docume
 an int option takes what Python's int() takes from a string through decimal.Decimal (surrounding
 blanks and line breaks, any Unicode decimal digits: '１２' is 12, '٣' is 3; an exponent: '1e3' is 1000)
 and a float with an integral value, up to 30 digits (new_module refuses more, and infinities); a bool option
-takes Ansible's boolean spellings; a str option takes a number as its decimal text. The module then
+takes Ansible's boolean spellings; a str option takes a number as its decimal text; a path option takes
+any value as its text with ~ and $VARIABLES expanded; a dict option takes a dict only. The module then
 checks the normalised value against its own bounds (the kernel's range for a knob), naming the option.
 
-A new module joins by adding a row to MODULES (the tuner module ksm_tuner: its main, its
-argument_spec() and the arguments it requires).
+A new module joins by adding a row to MODULES: its main, its argument_spec(), the arguments it requires
+and the failures that are about the host rather than the input.
 """
 
 import decimal
 import math
+import os
 
 import pytest
 
@@ -33,6 +35,7 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
 from ansible_collections.samepage.ksm.plugins.modules import ksm_service
 from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
+from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
 from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -45,7 +48,7 @@ MODULES = {
     'ksm_info': (ksm_info.main, ksm_info.argument_spec, {}, ()),
     'ksm_service': (ksm_service.main, ksm_service.argument_spec, {'name': 'ksm', 'state': 'started'},
                     ('systemd is not running as PID 1',)),
-    # 'ksm_tuner': (ksm_tuner.main, ksm_tuner.argument_spec, {...}, ()),
+    'ksm_tuner': (ksm_tuner.main, ksm_tuner.argument_spec, {}, ('systemd is not running as PID 1',)),
 }
 
 HOSTILE = [
@@ -74,6 +77,10 @@ def normalised_ok(spec, given, value):
         if 'choices' in spec:
             return value in spec['choices']
         return value == (given if isinstance(given, str) else str(given))
+    if kind == 'path':
+        return value == os.path.expanduser(os.path.expandvars(given if isinstance(given, str) else str(given)))
+    if kind == 'dict':
+        return isinstance(given, dict) and value == given
     raise AssertionError('no normalisation documented for type %s' % kind)
 
 
