@@ -70,7 +70,7 @@ def cpu_seconds(pid, children=False):
     try:
         with open('/proc/%d/stat' % pid) as handle:
             fields = handle.read().rsplit(')', 1)[-1].split()
-    except (IOError, OSError):
+    except OSError:
         return 0.0
     ticks = int(fields[11]) + int(fields[12])
     if children:
@@ -84,7 +84,7 @@ def merging_pages(pids):
         try:
             with open('/proc/%d/ksm_merging_pages' % pid) as handle:
                 total += int(handle.read().strip() or 0)
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             pass
     return total
 
@@ -164,7 +164,7 @@ class Ksmtuned:
             try:
                 with open(pidfile) as handle:
                     self.loop_pid = int(handle.read().strip() or 0) or None
-            except (IOError, OSError, ValueError):
+            except (OSError, ValueError):
                 time.sleep(0.05)
 
     def own_cpu(self):
@@ -319,7 +319,7 @@ def run_one(host, contender, workload, timeout, settle, idle):
     ksm = host.ksm
     state = ksm.read_state()
     ksm.unmerge(state)                                  # nothing merged, ksmd stopped (run=2)
-    host.set(**dict((k, v) for k, v in KERNEL_BASE.items() if k in state))
+    host.set(**{k: v for k, v in KERNEL_BASE.items() if k in state})
     with contextlib.ExitStack() as stack:
         if workload == 'crowd':
             stack.enter_context(Crowd())
@@ -361,7 +361,7 @@ def run_one(host, contender, workload, timeout, settle, idle):
         result['merged_pages'] = timeline[-1][1]
         result['timeline'] = timeline
         after = ksm.read_state()
-        result['end_knobs'] = dict((k, after.get(k)) for k in ('run', 'pages_to_scan', 'sleep_millisecs'))
+        result['end_knobs'] = {k: after.get(k) for k in ('run', 'pages_to_scan', 'sleep_millisecs')}
         return result
 
 

@@ -16,10 +16,6 @@ own is never hidden.
     python tools/docsite_inventory.py RST_DIR OUTPUT.inv
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import sys

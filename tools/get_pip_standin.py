@@ -13,10 +13,6 @@ get-pip's own flags, installs pip from the interpreter's bundled wheel (ensurepi
 the requested packages (the pinned pip version) from the configured package index.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import subprocess
 import sys
 

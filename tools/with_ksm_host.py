@@ -18,10 +18,6 @@ changed (no KSM, not root, read-only /sys) the command is not run and the reason
 Exit status: the command's, or 1 when the kernel could not be put back.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import subprocess
 import sys
 

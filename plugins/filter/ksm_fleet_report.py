@@ -3,8 +3,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
 DOCUMENTATION = r'''
 name: ksm_fleet_report
 short_description: Summarise the M(samepage.ksm.ksm_info) results of a fleet per host, per group and in total
@@ -272,7 +270,7 @@ def _host(name, hostvars, result_var, top):
         'unmerge_available_bytes': None,
         'headroom_bytes': None,
         'ksmd_cpu_seconds': None,
-        'settings': dict((knob, None) for knob in KNOBS),
+        'settings': {knob: None for knob in KNOBS},
         'run_text': NA,
         'competing_managers': {},
         'processes': [],
@@ -297,8 +295,8 @@ def _host(name, hostvars, result_var, top):
             pages_shared=_number(counters.get('pages_shared')),
             pages_sharing=sharing,
             ksmd_cpu_seconds=_number(_mapping(result.get('ksmd')).get('cpu_seconds')),
-            competing_managers=dict((str(key), list(value) if isinstance(value, (list, tuple)) else [str(value)])
-                                    for key, value in _mapping(result.get('competing_managers')).items()),
+            competing_managers={str(key): list(value) if isinstance(value, (list, tuple)) else [str(value)]
+                                for key, value in _mapping(result.get('competing_managers')).items()},
             tuner=result.get('tuner'),
         )
         if sharing is not None and page_size:
@@ -512,7 +510,7 @@ def ksm_fleet_report(hostvars, hosts, result_var='ksm_report_info', groups=None,
     return report
 
 
-class FilterModule(object):
+class FilterModule:
     """samepage.ksm's fleet report filter."""
 
     def filters(self):

@@ -3,8 +3,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
 DOCUMENTATION = r'''
 name: memory_margin_error
 short_description: Why a value is not a valid memory margin (empty when it is)
@@ -61,7 +59,7 @@ def memory_margin_error(value):
     return ''
 
 
-class FilterModule(object):
+class FilterModule:
     """samepage.ksm's filters."""
 
     def filters(self):

@@ -3,8 +3,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
 DOCUMENTATION = r'''
 name: tuner_config_error
 short_description: Why a samepage tuner configuration is not valid (empty when it is)
@@ -66,7 +64,7 @@ def tuner_config_error(value):
         return ''
     if not isinstance(value, Mapping):
         return 'expected a mapping of tuner settings to values, not %r' % (value,)
-    settings = dict((str(key), _plain(item)) for key, item in value.items() if item is not None)
+    settings = {str(key): _plain(item) for key, item in value.items() if item is not None}
     try:
         _ksm_tuner.validate(settings)
     except _ksm_tuner.ConfigError as err:
@@ -74,7 +72,7 @@ def tuner_config_error(value):
     return ''
 
 
-class FilterModule(object):
+class FilterModule:
     """samepage.ksm's filters."""
 
     def filters(self):

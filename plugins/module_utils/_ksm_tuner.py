@@ -20,10 +20,6 @@ syntax. The module installs this file with _ksm.py as a small package on the hos
 relatively.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import argparse
 import bisect
 import collections
@@ -122,15 +118,15 @@ SCHEMA = (
             description='debug logs every observation; info one line per change of phase or rate.'),
 )
 
-SETTINGS = dict((setting.key, setting) for setting in SCHEMA)
-DEFAULTS = dict((setting.key, setting.default) for setting in SCHEMA)
+SETTINGS = {setting.key: setting for setting in SCHEMA}
+DEFAULTS = {setting.key: setting.default for setting in SCHEMA}
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key, the value and the rule."""
 
     def __init__(self, msg, key=None):
-        super(ConfigError, self).__init__(msg)
+        super().__init__(msg)
         self.msg = msg
         self.key = key
 
@@ -214,7 +210,7 @@ def validate(mapping):
     """Validate a plain dict of settings; return it normalised (only the keys given), or ConfigError."""
     if not isinstance(mapping, dict):
         raise ConfigError('The tuner configuration must be a mapping of keys to values, not %r' % (mapping,))
-    return dict((key, validate_value(key, mapping[key])) for key in sorted(mapping, key=str))
+    return {key: validate_value(key, mapping[key]) for key in sorted(mapping, key=str)}
 
 
 def effective(mapping):
@@ -258,7 +254,7 @@ def load_config(path):
     try:
         with open(path, 'rb') as handle:
             data = handle.read()
-    except (IOError, OSError) as err:
+    except OSError as err:
         raise ConfigError('Cannot read the configuration %s: %s' % (path, err.strerror or err))
     try:
         text = data.decode('utf-8')
@@ -303,11 +299,11 @@ def _read_sibling(name):
     if loader is not None and hasattr(loader, 'get_data'):
         try:
             return loader.get_data(path)
-        except (IOError, OSError):
+        except OSError:
             pass
     try:
         data = pkgutil.get_data(__package__ or PACKAGE, name)
-    except (IOError, OSError, ImportError, ValueError):
+    except (OSError, ImportError, ValueError):
         data = None
     if data is not None:
         return data
@@ -318,7 +314,7 @@ def _read_sibling(name):
 def read_sources():
     """{file name: text} of the module_utils files the daemon needs, read through the import system (works
     in an AnsiballZ zip and in an installed copy alike): the host runs exactly the code the module has."""
-    return dict((name, _read_sibling(name).decode('utf-8')) for name in SOURCES)
+    return {name: _read_sibling(name).decode('utf-8') for name in SOURCES}
 
 
 def entry_script(program_dir=PROGRAM_DIR):
@@ -802,7 +798,7 @@ class KsmdCpu:
                 with open(os.path.join(self.proc_dir, entry, 'comm')) as handle:
                     if handle.read().strip() == 'ksmd':
                         return int(entry)
-            except (IOError, OSError):
+            except OSError:
                 continue
         return None
 
@@ -822,7 +818,7 @@ class KsmdCpu:
             fields = text[text.rindex(')') + 2:].split()
             # after "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based)
             return (int(fields[11]) + int(fields[12])) / self.ticks
-        except (IOError, OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError):
             self.pid = None
             return None
 
@@ -842,7 +838,7 @@ def process_mergeable(proc_dir, pid):
     base = os.path.join(proc_dir, pid)
     try:
         stat = _read_text(os.path.join(base, 'ksm_stat'))
-    except (IOError, OSError) as err:
+    except OSError as err:
         if err.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL):
             return None
         stat = ''
@@ -858,7 +854,7 @@ def process_mergeable(proc_dir, pid):
             for line in handle:
                 if line.startswith(b'VmFlags:') and b' mg' in line:
                     return True
-    except (IOError, OSError):
+    except OSError:
         return None
     return False
 
@@ -888,7 +884,7 @@ class ProcessWatcher:
         was started, and /proc need not be listed (the cost of a poll stays flat with the host's size)."""
         try:
             return _read_text(os.path.join(self.proc_dir, 'loadavg'), 256).split()[-1]
-        except (IOError, OSError, IndexError):
+        except (OSError, IndexError):
             return None
 
     def poll(self, now):
@@ -926,7 +922,7 @@ def _is_tuner_process(pid, proc='/proc'):
     try:
         with open(os.path.join(proc, str(pid), 'cmdline'), 'rb') as handle:
             return PROGRAM.encode('ascii') in handle.read()
-    except (IOError, OSError):
+    except OSError:
         return False
 
 
@@ -939,7 +935,7 @@ def read_status(state_path=DEFAULT_STATE_PATH, unit_path=None, proc='/proc'):
     try:
         with open(state_path) as handle:
             state = json.load(handle)
-    except (IOError, OSError) as err:
+    except OSError as err:
         if err.errno != errno.ENOENT:
             error = 'cannot read %s: %s' % (state_path, err.strerror or err)
     except ValueError as err:
@@ -995,7 +991,7 @@ class Logger:
         try:
             self.stream.write('%s%s\n' % (prefix, text))
             self.stream.flush()
-        except (IOError, OSError):
+        except OSError:
             pass
 
 
@@ -1041,7 +1037,7 @@ class Tuner:
     def _memory(self):
         try:
             info = self.meminfo()
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             return None, None
         return info.get('MemTotal'), info.get('MemAvailable', info.get('MemFree'))
 
@@ -1051,7 +1047,7 @@ class Tuner:
         if self.watcher is not None and now >= self.next_poll:
             try:
                 self.pending_new.extend(self.watcher.poll(now))
-            except (IOError, OSError) as err:
+            except OSError as err:
                 self.log('warning', 'cannot list processes: %s' % err)
             self.next_poll = now + self.config['process_poll_seconds']
         total, available = self._memory()
@@ -1066,7 +1062,7 @@ class Tuner:
             decision = self.policy.step(obs)
             if not self._apply(decision, obs.counters):
                 return LOCK_RETRY
-        except (_ksm.KsmError, IOError, OSError) as err:
+        except (_ksm.KsmError, OSError) as err:
             return self._failed(err)
         if self.error is not None:
             self.log('info', 'recovered: %s' % self.error)
@@ -1172,7 +1168,7 @@ class Tuner:
         try:
             write_json_atomically(self.state_path, data)
             self.state_error = None
-        except (IOError, OSError) as err:
+        except OSError as err:
             if self.state_error != str(err):
                 self.log('warning', 'cannot write the state file %s: %s' % (self.state_path, err))
                 self.state_error = str(err)
@@ -1192,7 +1188,7 @@ class Tuner:
         try:
             state = self.ksm.read_state()
             self._apply(decision, state)
-        except (_ksm.KsmError, IOError, OSError) as err:
+        except (_ksm.KsmError, OSError) as err:
             self.log('error', 'could not leave ksmd in the resting state: %s' % (getattr(err, 'msg', None) or err))
             self._write_state({'phase': 'stopped', 'reason': 'stopped; resting state not set: %s' % err})
             return False
@@ -1257,7 +1253,7 @@ def notify_systemd(message, environ=None):
         sock.connect(address)
         sock.sendall(message.encode('ascii'))
         return True
-    except (IOError, OSError):
+    except OSError:
         return False
     finally:
         sock.close()
@@ -1302,7 +1298,7 @@ def main(argv=None):
         tuner.watcher = None
         try:
             decision = tuner.policy.step(tuner.observe())
-        except (_ksm.KsmError, IOError, OSError) as err:
+        except (_ksm.KsmError, OSError) as err:
             sys.stderr.write('%s: %s\n' % (PROGRAM, getattr(err, 'msg', None) or err))
             return 1
         sys.stdout.write('%r\n' % (decision,))

@@ -113,7 +113,7 @@ WRITERS = (
            'or change its configuration instead of these knobs',
            ours=True, description="the collection's own tuner (samepage.ksm.ksm_tuner) owns these knobs"),
 )
-BY_NAME = dict((writer.name, writer) for writer in WRITERS)
+BY_NAME = {writer.name: writer for writer in WRITERS}
 
 # Writers found by their process name (/proc/<pid>/comm, at most 15 characters): {comm: writer name}.
 PROCESS_NAMES = {

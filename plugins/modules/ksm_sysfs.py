@@ -601,8 +601,8 @@ class SysfsTask:
             writers.append(entry)
             self.module.warn(_ksm_writers.warning(finding, knobs))
         self.result['competing_writers'] = writers
-        self.result['competing_managers'] = dict((entry['name'], entry['knobs']) for entry in writers
-                                                 if not entry['ours'])
+        self.result['competing_managers'] = {entry['name']: entry['knobs'] for entry in writers
+                                             if not entry['ours']}
 
     def warn_boot_conflicts(self, persisted, applied, boot):
         conflicts = ['%s=%s' % (name, _ksm.encode(name, persisted[name]))

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: ksm_tuner
 short_description: Install and run the adaptive KSM tuner of samepage.ksm as a systemd service
@@ -214,7 +210,7 @@ def read_file(path):
     try:
         with open(path, 'rb') as handle:
             return handle.read().decode('utf-8', 'replace')
-    except (IOError, OSError):
+    except OSError:
         return None
 
 
@@ -223,7 +219,7 @@ class Files:
 
     def __init__(self, wanted):
         self.wanted = wanted                        # {path: text or None (absent)}
-        self.current = dict((path, read_file(path)) for path in wanted)
+        self.current = {path: read_file(path) for path in wanted}
 
     def changed(self):
         return [path for path in sorted(self.wanted) if self.current[path] != self.wanted[path]]
@@ -246,7 +242,7 @@ class Files:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.chmod(temporary, 0o644)
-        except (IOError, OSError) as err:
+        except OSError as err:
             for temporary, dummy in staged:
                 try:
                     os.unlink(temporary)
@@ -260,7 +256,7 @@ class Files:
             for path in self.changed():
                 if self.wanted[path] is None and self.current[path] is not None:
                     os.unlink(path)
-        except (IOError, OSError) as err:
+        except OSError as err:
             raise KsmError('Cannot install %s: %s' % (err.filename or 'the tuner files', err.strerror or err))
 
     @staticmethod
@@ -306,8 +302,8 @@ class KsmTuner:
 
     def wanted_files(self, state):
         if state == 'absent':
-            names = list(_ksm_tuner.program_files(dict((name, '') for name in _ksm_tuner.SOURCES), PROGRAM_DIR))
-            return dict((path, None) for path in names + [CONFIG_PATH, UNIT_PATH])
+            names = list(_ksm_tuner.program_files({name: '' for name in _ksm_tuner.SOURCES}, PROGRAM_DIR))
+            return {path: None for path in names + [CONFIG_PATH, UNIT_PATH]}
         python = self.params['python'] or sys.executable
         if not python or not os.path.isabs(python):
             raise KsmError('Invalid python %r: expected the absolute path of a Python 3.8+ interpreter' % (python,))
@@ -315,7 +311,7 @@ class KsmTuner:
             raise KsmError('python %s is not an executable file on this host' % python)
         try:
             sources = _ksm_tuner.read_sources()
-        except (IOError, OSError, UnicodeDecodeError) as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise KsmError('Cannot read the tuner program from the module: %s' % err)
         files = _ksm_tuner.program_files(sources, PROGRAM_DIR)
         files[CONFIG_PATH] = _ksm_tuner.render(self.settings)

@@ -38,7 +38,7 @@ def playbook(lab, path, **kwargs):
 
 def _brief(result):
     keys = ('changed', 'failed', 'msg', 'writes', 'skipped_knobs', 'unmerged', 'warnings')
-    return json.dumps(dict((k, result.get(k)) for k in keys if k in result), default=str)
+    return json.dumps({k: result.get(k) for k in keys if k in result}, default=str)
 
 
 def steps(lab, guest, name, args, diff=True):

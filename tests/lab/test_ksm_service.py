@@ -67,8 +67,8 @@ class Service:
     def state(self):
         """What the four steps compare: (ActiveState, UnitFileState, MainPID) of both units."""
         shown = self.show()
-        return dict((unit, (props['ActiveState'], props['UnitFileState'], props['MainPID']))
-                    for unit, props in shown.items())
+        return {unit: (props['ActiveState'], props['UnitFileState'], props['MainPID'])
+                for unit, props in shown.items()}
 
     def active(self, unit):
         return self.show(unit)[unit]['ActiveState']

@@ -12,10 +12,6 @@ Tests that use it are skipped, with the reason, where the real KSM cannot be cha
 kernel, not root, read-only /sys).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import sys
 

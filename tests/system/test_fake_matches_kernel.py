@@ -11,10 +11,6 @@ every writable file must be the same on both. The `ksm_host` fixture holds the h
 every value back afterwards (tests/support/ksm_host.py).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 
 import pytest
@@ -102,7 +98,7 @@ def _outcome(io, name, data):
 
 
 def _texts(io, names):
-    return dict((name, io.read(name)) for name in names)
+    return {name: io.read(name) for name in names}
 
 
 def _preset(names):
@@ -115,8 +111,8 @@ def _preset(names):
 def _fake_like(real_io, preset):
     """A fake kernel with the real one's current writable values (and nothing shared)."""
     state = _ksm.Ksm(real_io).read_state()
-    values = dict((name, int(state[name]) if isinstance(state[name], bool) else state[name])
-                  for name in PRESETS[preset] if name in WRITABLE)
+    values = {name: int(state[name]) if isinstance(state[name], bool) else state[name]
+              for name in PRESETS[preset] if name in WRITABLE}
     return FakeKsmKernel(preset, **values)
 
 

@@ -5,10 +5,6 @@
 
 """ksm_info on this machine's real kernel, through real `ansible` and `ansible-playbook` runs."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 import pytest
@@ -63,7 +59,7 @@ def test_a_real_workload_shows_up_with_its_savings(ksm_host):
         live = ksm_host.state()
     assert result['failed'] is False, result.output
     assert result['changed'] is False and checked['changed'] is False and checked['failed'] is False
-    rows = dict((row['pid'], row) for row in result['processes'])
+    rows = {row['pid']: row for row in result['processes']}
     assert workload.pid in rows, result['processes']
     row = rows[workload.pid]
     assert row['merging_pages'] > 0

@@ -6,10 +6,6 @@
 """samepage.ksm.ksm_service on THIS machine, where systemd is not PID 1: a clear failure, never a
 traceback, in every mode. (Real systemd is proven in the lab: tests/lab/test_ksm_service.py.)"""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 import pytest

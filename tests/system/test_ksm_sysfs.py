@@ -11,10 +11,6 @@ symlink, and put back whatever was there before (normally: nothing). Where the r
 (no KSM, not root, read-only /sys) the fixture skips the test and says why.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import shutil
 import subprocess
@@ -332,7 +328,7 @@ def fake_ksmtuned(tmp_path):
                 with open('/proc/%d/comm' % process.pid) as handle:
                     if handle.read().strip() == 'ksmtuned':
                         break
-            except (IOError, OSError):
+            except OSError:
                 pass
             time.sleep(0.05)
         yield process

@@ -8,10 +8,6 @@
 
 Behaviour is asserted, never timings: every wait has a generous timeout."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import signal
@@ -69,7 +65,7 @@ class Daemon:
     def status(self):
         try:
             return json.loads(self.state.read_text())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             return {}
 
     def signal(self, number):

@@ -9,10 +9,6 @@ Every test holds the host lock (ksm_host fixture), makes ksmd merge the pages of
 and leaves the host as it found it (the guard unmerges and restores every knob).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
@@ -25,7 +21,7 @@ MIN_SHARING = 1000   # of the 8192 pages of the workload
 
 
 def sharing(state):
-    return dict((name, state[name]) for name in _ksm.SHARING_COUNTERS if name in state)
+    return {name: state[name] for name in _ksm.SHARING_COUNTERS if name in state}
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ the two others as hosts that could not be read, never with zeros.
 SAMEPAGE_REPORT_SCREENSHOT=PATH copies the screenshot there (docs/images/report.png is made that way).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import csv
 import html.parser
 import os
@@ -121,7 +119,7 @@ class Rows(html.parser.HTMLParser):
 def elements(dom, attribute):
     parser = Rows(attribute)
     parser.feed(dom)
-    texts = dict((key, ' '.join(text.split())) for key, text in parser.found.items())
+    texts = {key: ' '.join(text.split()) for key, text in parser.found.items()}
     return texts, parser.attributes
 
 
@@ -230,7 +228,7 @@ def test_the_rendered_report_names_every_host_with_its_figures(tmp_path, ksm_hos
     assert set(not_paying) == {'localhost'}
 
     with open(str(out / 'report.csv'), encoding='utf-8') as handle:
-        table = dict((row['host'], row) for row in csv.DictReader(handle))
+        table = {row['host']: row for row in csv.DictReader(handle)}
     assert set(table) == {'localhost', 'unreachable-host', 'host-without-ksm'}
     assert table['localhost']['status'] == 'ok' and table['localhost']['saved_bytes'] == str(saved)
     assert table['localhost']['run'] == '1' and table['localhost']['pages_to_scan'] == '5000'
@@ -240,7 +238,7 @@ def test_the_rendered_report_names_every_host_with_its_figures(tmp_path, ksm_hos
 
     text = (out / 'report.txt').read_text()
     assert text.startswith('KSM fleet report: 3 host(s), 1 read, 2 could not be read\n')
-    line = dict((line.split()[0], line) for line in text.splitlines() if line.startswith('  ') and line.split())
+    line = {line.split()[0]: line for line in text.splitlines() if line.startswith('  ') and line.split()}
     assert human_bytes(saved) in line['localhost'] and '1/5000/' in line['localhost']
     assert line['unreachable-host'].split()[1] == 'UNREACHABLE' and not BYTE_FIGURE.search(line['unreachable-host'])
     assert line['host-without-ksm'].split()[1:3] == ['KSM', 'MISSING']

@@ -5,10 +5,6 @@
 
 """The test helpers themselves, against real ansible runs and the real kernel."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import os
 import subprocess

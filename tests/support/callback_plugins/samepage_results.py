@@ -13,10 +13,6 @@ object per line, appended as events arrive (a run that crashes half way still le
     {"event": "stats", "stats": {host: {ok, changed, failed, unreachable, skipped, rescued, ignored}}}
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 name: samepage_results
 type: aggregate
@@ -52,7 +48,7 @@ class CallbackModule(CallbackBase):
     CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self, *args, **kwargs):
-        super(CallbackModule, self).__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)
         self._path = os.environ.get(RESULTS_FILE_ENV)
 
     def _emit(self, record):

@@ -27,10 +27,6 @@ time (late arrival) and are marked mergeable some time after their process appea
 Standard library only, Python 3.8 syntax.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import math
 import random
 

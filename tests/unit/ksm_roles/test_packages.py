@@ -12,8 +12,6 @@ The roles' choice is computed as the role computes it: the file names of __ksm_p
 __ksm_platform_packages templated with the same facts, all through Ansible's own templating.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 
 import pytest

@@ -11,8 +11,6 @@ carrying the case's variables as host variables. Each bad case must fail at exac
 message that names the variable; each good case must pass both entry points.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import shutil
 import sys

@@ -7,8 +7,6 @@
 sub-option per configuration key, described with the schema's own words, and no default of its own (the
 daemon's defaults apply to keys left out)."""
 
-from __future__ import absolute_import, division, print_function
-
 import os
 
 import yaml

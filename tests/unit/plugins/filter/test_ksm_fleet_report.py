@@ -9,8 +9,6 @@ The results below have the shape ksm_info documents (plugins/modules/ksm_info.py
 ansible-core registers for an unreachable host and for a failed module (seen with ansible-core 2.19 and 2.21).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import csv
 import io
 
@@ -62,7 +60,7 @@ def hostvars(**hosts):
 
 
 def by_name(report):
-    return dict((host['name'], host) for host in report['hosts'])
+    return {host['name']: host for host in report['hosts']}
 
 
 def test_human_bytes_uses_binary_units_with_one_decimal():
@@ -139,7 +137,7 @@ def test_totals_add_up_the_read_hosts_per_group_and_fleet():
         bare=(['ungrouped'], NO_KSM),
     )
     report = ksm_fleet_report(variables, ['d1', 'd2', 'b1', 'gone', 'bare'])
-    groups = dict((group['name'], group) for group in report['groups'])
+    groups = {group['name']: group for group in report['groups']}
     assert [group['name'] for group in report['groups']] == ['balanced', 'dense', 'kvm_hosts', 'ungrouped']
     assert groups['dense']['saved_bytes'] == 4000 * PAGE and groups['dense']['read'] == 2
     assert groups['dense']['general_profit'] == 1000 * PAGE - 1000 and groups['dense']['general_profit_hosts'] == 1
@@ -228,7 +226,7 @@ def test_the_samepage_tuner_as_ksm_info_reports_it_shows_phase_rate_and_cpu():
     rows = hostvars(h1=(['a'], read_result(tuner=tuner)), h2=(['a'], read_result(tuner=dict(tuner, running=False))),
                     h3=(['a'], read_result(tuner=None)))
     report = ksm_fleet_report(rows, ['h1', 'h2', 'h3'])
-    texts = dict((host['name'], host['tuner_text']) for host in report['hosts'])
+    texts = {host['name']: host['tuner_text'] for host in report['hosts']}
     assert texts == {'h1': 'phase=idle, pages_to_scan=100, sleep_millisecs=200, ksmd_cpu_percent=0.02',
                      'h2': 'not running (phase=idle, pages_to_scan=100, sleep_millisecs=200, ksmd_cpu_percent=0.02)',
                      'h3': 'n/a'}

@@ -5,8 +5,6 @@
 
 """The memory_margin_error filter: the verdict of _ksm.parse_margin, worded for a role variable."""
 
-from __future__ import absolute_import, division, print_function
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.filter.memory_margin_error import FilterModule, memory_margin_error

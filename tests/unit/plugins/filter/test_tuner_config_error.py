@@ -5,8 +5,6 @@
 
 """The tuner_config_error filter: the verdict of _ksm_tuner.validate, for the ksm role's ksm_tuner_settings."""
 
-from __future__ import absolute_import, division, print_function
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.filter.tuner_config_error import FilterModule, tuner_config_error

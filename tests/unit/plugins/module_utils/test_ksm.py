@@ -8,10 +8,6 @@
 Plain pytest, no Ansible import: runs on every Python the module_utils support (3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import os
 
@@ -203,7 +199,7 @@ def test_plan_order_matches_write_order_constant():
 def test_plan_of_the_current_values_is_empty():
     dummy, ksm = kernel()
     state = ksm.read_state()
-    wanted = dict((name, state[name]) for name in _ksm.WRITE_ORDER)
+    wanted = {name: state[name] for name in _ksm.WRITE_ORDER}
     assert ksm.plan(state, wanted) == ([], [])
 
 

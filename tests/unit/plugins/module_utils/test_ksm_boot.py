@@ -5,10 +5,6 @@
 
 """The boot-time unit of persisted KSM knobs: rendering, parsing, combining, and the files on disk."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import shutil

@@ -6,10 +6,6 @@
 """The tuner's configuration, policy and daemon core, against the fake kernel and a simulated ksmd
 (tests/unit/fakes/ksmd_sim.py). The real kernel: tests/system/test_ksm_tuner.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import io
 import json
@@ -548,7 +544,7 @@ def test_signals_wake_the_wait():
     if not hasattr(signal, 'SIGUSR1'):  # pragma: no cover
         pytest.skip('POSIX signals')
     numbers = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
-    old = dict((number, signal.getsignal(number)) for number in numbers)
+    old = {number: signal.getsignal(number) for number in numbers}
     old_fd = signal.set_wakeup_fd(-1)
     try:
         signals = tuner_mod.Signals()

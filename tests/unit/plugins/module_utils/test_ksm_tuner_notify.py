@@ -7,8 +7,6 @@
 is loaded, so that a bad file fails `systemctl start` through the main process's exit status 78, which
 RestartPreventExitStatus= sees (an ExecStartPre= check would be restarted up to the start limit)."""
 
-from __future__ import absolute_import, division, print_function
-
 import socket
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner

@@ -5,10 +5,6 @@
 
 """The distribution tables (_ksm_units) and the systemctl wrapper (_systemd) on their own."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units, _systemd

@@ -6,10 +6,6 @@
 """_ksm_writers against a fake root file system built in tmp_path: one test per writer, absent and unreadable
 files, and hostile contents (huge files, binary junk, line breaks in values) that must give clean results."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 import pytest
@@ -51,7 +47,7 @@ class Root:
         return _ksm_writers.find(str(self.path))
 
     def found(self):
-        return dict((finding.writer.name, finding.as_dict()) for finding in self.scan().found)
+        return {finding.writer.name: finding.as_dict() for finding in self.scan().found}
 
 
 @pytest.fixture

@@ -15,10 +15,6 @@ Processes are written the way the kernel prints them; a process "that exits mid-
 /proc/<pid> directory whose files are gone (open() says ENOENT, as for a real exited process).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers

@@ -13,10 +13,6 @@ ansible-core 2.19+); exit_json and fail_json are intercepted, so the result is t
 returned, with `failed` set, and `warnings` holds what module.warn() said.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from unittest import mock
 
 from ansible.module_utils import basic
@@ -27,7 +23,7 @@ class ModuleExit(Exception):
     """exit_json or fail_json was called."""
 
     def __init__(self, result):
-        super(ModuleExit, self).__init__(result)
+        super().__init__(result)
         self.result = result
 
 

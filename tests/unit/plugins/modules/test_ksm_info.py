@@ -5,10 +5,6 @@
 
 """ksm_info against the fake kernel and a fake /proc: what it reports, and that it never writes."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 
 import pytest
@@ -192,7 +188,7 @@ def test_competing_writers_with_their_evidence(tmp_path, monkeypatch):
     host.enable_unit('samepage-ksm-tuner.service')
     result = info({'max_processes': 0})
     assert result['failed'] is False and result['changed'] is False
-    writers = dict((entry['name'], entry) for entry in result['competing_writers'])
+    writers = {entry['name']: entry for entry in result['competing_writers']}
     assert [entry['name'] for entry in result['competing_writers']] == [
         'ksmtuned', 'qemu-kvm.service', 'tuned', 'samepage-ksm-tuner']
     assert writers['ksmtuned']['evidence'] == ['process ksmtuned (pid 900)']

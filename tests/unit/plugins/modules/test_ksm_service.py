@@ -6,10 +6,6 @@
 """ksm_service against a fake systemctl that follows systemd's rules (tests/unit/fakes/systemd.py) and
 os-release files of each distribution. Real systemd: tests/lab/test_ksm_service.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible.module_utils import basic
@@ -87,8 +83,8 @@ class Host:
 
 
 def _after_states(result):
-    return dict((name, (entry['after']['active_state'], entry['after']['unit_file_state']))
-                for name, entry in result['units'].items())
+    return {name: (entry['after']['active_state'], entry['after']['unit_file_state'])
+            for name, entry in result['units'].items()}
 
 
 @pytest.fixture

@@ -6,10 +6,6 @@
 """ksm_sysfs against the fake kernel (tests/unit/fakes/kernel.py), a fake /proc and NUMA nodes, and a
 temporary systemd unit directory for persistence."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import os
 
@@ -504,8 +500,8 @@ def test_diff_shows_the_knobs_before_and_after(host):
     knobs = result['diff'][0]
     assert knobs['before_header'] == knobs['after_header'] == '/sys/kernel/mm/ksm'
     assert knobs['before'] == result['before'] and knobs['after'] == result['after']
-    changed = dict((name, (knobs['before'][name], knobs['after'][name])) for name in ALL_KNOBS
-                   if knobs['before'][name] != knobs['after'][name])
+    changed = {name: (knobs['before'][name], knobs['after'][name]) for name in ALL_KNOBS
+               if knobs['before'][name] != knobs['after'][name]}
     assert changed == {'pages_to_scan': (100, 1000), 'run': (0, 1)}
     assert 'diff' not in sysfs({'pages_to_scan': 1000})
 

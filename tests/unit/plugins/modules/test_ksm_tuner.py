@@ -7,10 +7,6 @@
 files under tmp_path. The daemon itself: tests/unit/plugins/module_utils/test_ksm_tuner.py and
 tests/system/test_ksm_tuner.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import subprocess
 import sys
@@ -32,7 +28,7 @@ class TunerSystemd(fakes.FakeSystemd):
     """The fake systemd, plus daemon-reload: the tuner's unit exists once its file does."""
 
     def __init__(self, unit_path, **kwargs):
-        super(TunerSystemd, self).__init__([], **kwargs)
+        super().__init__([], **kwargs)
         self.unit_path = unit_path
         self.daemon_reloads = 0
 

@@ -5,10 +5,6 @@
 
 """ksm_unmerge against the fake kernel and a fake /proc/meminfo."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 
 import pytest
@@ -35,8 +31,8 @@ def shared(tmp_path, monkeypatch):
 
 
 def counters(kernel):
-    return dict((name, kernel.values[name]) for name in ('run', 'pages_shared', 'pages_sharing', 'ksm_zero_pages')
-                if name in kernel.values)
+    return {name: kernel.values[name] for name in ('run', 'pages_shared', 'pages_sharing', 'ksm_zero_pages')
+            if name in kernel.values}
 
 
 def test_four_steps_unmerge_and_stop(shared):
