@@ -560,6 +560,14 @@ build_tarball_of() {  # output-dir copy-root: ansible-galaxy collection build of
     "$(venv_b)/bin/ansible-galaxy" collection build "$2/$COLLECTION_DIR" --output-path "$1" --force >/dev/null
 }
 
+with_work_dir() {  # name function: function work-dir in a new $CACHE/name.XXXXXX, removed afterwards; its status
+    local work rc=0
+    work=$(mktemp -d "$CACHE/$1.XXXXXX")
+    "$2" "$work" || rc=$?
+    rm -rf "$work"
+    return $rc
+}
+
 built_tarball() {  # work-dir: builds the working tree's tarball into work-dir/dist, prints its path
     mkdir -p "$1/dist"
     # A copy of its own: the integration and sanity stages hold the main copy for minutes.
@@ -660,13 +668,11 @@ installed_sanity() {  # venv installed-collection-dir
     return "${PIPESTATUS[0]}"
 }
 
-stage_installed() {
-    bootstrapped
-    local work tarball dest path failed=0
-    work=$(mktemp -d "$CACHE/installed.XXXXXX")
-    tarball=$(built_tarball "$work")
+installed_run() {  # work-dir
+    local work=$1 tarball dest path failed=0
+    tarball=$(built_tarball "$work") || return 1
     ANSIBLE_COLLECTIONS_PATH=$work/collections \
-        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null
+        "$(venv_b)/bin/ansible-galaxy" collection install "$tarball" -p "$work/collections" >/dev/null || return 1
     dest=$work/collections/$COLLECTION_DIR
     for path in $DEVELOPER_ONLY; do
         if [ -e "$dest/$path" ]; then
@@ -677,8 +683,12 @@ stage_installed() {
     [ -s "$dest/COPYING" ] || { say "FAILED: no COPYING in $(basename "$tarball")"; failed=1; }
     [ $failed -eq 1 ] || say "ok: $(basename "$tarball") ships no developer-only path ($DEVELOPER_ONLY)"
     installed_checks "$(venv_b)" "$dest" || failed=1
-    rm -rf "$work"
     return $failed
+}
+
+stage_installed() {
+    bootstrapped
+    with_work_dir installed installed_run
 }
 
 importer_run() {  # work-dir
@@ -709,11 +719,7 @@ CFG
 
 stage_importer() {
     bootstrapped
-    local work rc=0
-    work=$(mktemp -d "$CACHE/importer.XXXXXX")
-    importer_run "$work" || rc=$?
-    rm -rf "$work"
-    return $rc
+    with_work_dir importer importer_run
 }
 
 ee_run() {  # work-dir
@@ -784,11 +790,7 @@ YAML
 
 stage_ee() {
     bootstrapped
-    local work rc=0
-    work=$(mktemp -d "$CACHE/ee.XXXXXX")
-    ee_run "$work" || rc=$?
-    rm -rf "$work"
-    return $rc
+    with_work_dir ee ee_run
 }
 
 integration_tree() {  # copy-root
