@@ -132,13 +132,20 @@ class FakeVirsh:
             return self._ok(domain.config if domain.config is not None else domain.live)
         return self._ok(domain.live if domain.active else domain.config)
 
-    def do_define(self, rest):
-        path = rest[-1]
+    @staticmethod
+    def _read(path):
+        """(text of a definition file, None) or (None, virsh's answer when it cannot be opened)."""
         try:
             with open(path) as handle:
-                text = handle.read()
+                return handle.read(), None
         except OSError:
-            return self._error("Failed to open file '%s': No such file or directory" % path)
+            return None, FakeVirsh._error("Failed to open file '%s': No such file or directory" % path)
+
+    def do_define(self, rest):
+        path = rest[-1]
+        text, refused = self._read(path)
+        if refused:
+            return refused
         try:
             root = ET.fromstring(text)
         except ET.ParseError as err:
@@ -158,11 +165,9 @@ class FakeVirsh:
     def do_create(self, rest):
         """A transient domain: started from a file, never defined."""
         path = rest[-1]
-        try:
-            with open(path) as handle:
-                text = handle.read()
-        except OSError:
-            return self._error("Failed to open file '%s': No such file or directory" % path)
+        text, refused = self._read(path)
+        if refused:
+            return refused
         name = ET.fromstring(text).findtext('name')
         if name in self.domains:
             return self._error('Failed to create domain from %s' % path, "operation failed: domain '%s' already "
