@@ -310,7 +310,7 @@ processes:
 guests:
   description:
     - Every QEMU process found by the scan (program C(qemu-system-*), C(qemu-kvm) or C(kvm)), whether or not it
-      takes part in KSM, whatever O(max_processes) says, in process id order. Found from C(/proc) only: libvirt
+      takes part in KSM, whatever O(max_processes) says, in process id order. Found from C(/proc) only - libvirt
       is not needed (and not asked).
     - Fields the kernel does not offer are null (for example C(rmap_items) before Linux 6.1).
     - Empty when O(max_processes=0) or when KSM is not available.
@@ -383,7 +383,7 @@ guests:
         - V(saves) - pages are merged, at most RV(process_scan.rmap_items_per_merging_page_limit) rmap items per
           merging page.
         - V(costs-more-than-it-saves) - more rmap items per merging page than that (also rmap items with nothing
-          merged): the kernel documentation advises to stop merging it.
+          merged); the kernel documentation advises to stop merging it.
         - V(not-mergeable) - merging is on in its command line, but the kernel lists no mergeable memory.
         - V(unknown) - the kernel does not say whether its memory is mergeable, and nothing of it is merged.
       type: str

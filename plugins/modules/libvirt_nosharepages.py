@@ -31,16 +31,16 @@ options:
       - Domain names, or shell-style patterns (C(*), C(?), C([...]), matched case-sensitively as by Python's
         fnmatch) that match domain names, for example V(tenant-*).
       - A name must exist and a pattern must match at least one domain; transient domains are refused.
-      - Names and patterns may contain letters, digits and C(. _ - + : @) (patterns also C(* ? [ ] !)); anything else
+      - "Names and patterns may contain letters, digits and C(. _ - + : @) (patterns also C(* ? [ ] !)); anything else
         (blanks, shell metacharacters such as C(; | & $ `), quotes, control characters) is refused. Rename such a
-        domain with C(virsh domrename) to manage it here.
+        domain with C(virsh domrename) to manage it here."
     type: list
     elements: str
     required: true
   state:
     description:
-      - V(present) - the domains carry C(nosharepages): KSM never merges their memory.
-      - V(absent) - they do not: their memory is mergeable again once they restart (QEMU's default).
+      - V(present) - the domains carry C(nosharepages), so KSM never merges their memory.
+      - V(absent) - they do not, so their memory is mergeable again once they restart (QEMU's default).
     type: str
     choices: [present, absent]
     default: present
