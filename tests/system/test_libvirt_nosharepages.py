@@ -204,8 +204,8 @@ def test_the_fake_virsh_answers_as_libvirt_does(libvirtd):
         for args in script:
             got = real.virsh(*args, check=False)
             rc, out, err = fake.run_command(['virsh', '-c', real.uri] + args, environ_update=_libvirt.ENVIRONMENT)
-            where = 'virsh %s: real (%d, %r, %r), fake (%d, %r, %r)' % (' '.join(args), got.returncode, got.stdout[:200],
-                                                                       got.stderr, rc, out[:200], err)
+            where = 'virsh %s: real (%d, %r, %r), fake (%d, %r, %r)' % (
+                ' '.join(args), got.returncode, got.stdout[:200], got.stderr, rc, out[:200], err)
             assert rc == got.returncode, where
             if args[0] == 'dumpxml' and rc == 0:
                 # libvirt's layout is its own; what matters is what the definition says, and how the output ends

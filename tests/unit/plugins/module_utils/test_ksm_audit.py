@@ -156,8 +156,8 @@ def test_scan_tells_guests_and_processes_apart(proc):
     # libvirt's opted-out guest: nothing mergeable
     make_proc(proc, 4242, 'qemu-system-x86\n', stat_6_18(), '0\n', LIBVIRT_OPTED_OUT)
     # a default guest that merges
-    make_proc(proc, 4301, 'qemu-system-x86\n', stat_6_18(rmap=900, merging=800, profit=800 * PAGE - 900 * 64,
-                                                          mergeable=True), '800\n', LIBVIRT_DEFAULT)
+    merging = stat_6_18(rmap=900, merging=800, profit=800 * PAGE - 900 * 64, mergeable=True)
+    make_proc(proc, 4301, 'qemu-system-x86\n', merging, '800\n', LIBVIRT_DEFAULT)
     # an opted-out guest that inherited merge-any from its parent: the opt-out does not hold
     make_proc(proc, 4400, 'qemu-system-x86\n', stat_6_18(merge_any=True, mergeable=True), '0\n',
               ['qemu-system-x86_64', '-name', 'guest=leaky', '-machine', 'pc,mem-merge=off'])
