@@ -39,8 +39,8 @@ def require(programs):
         return None
     packages = sorted(set(programs[name] for name in absent))
     if os.geteuid() != 0 or not shutil.which('apt-get') or not shutil.which('flock'):
-        return '%s not installed, and installing %s needs root, apt-get and flock' % (', '.join(absent),
-                                                                                     ' '.join(packages))
+        return '%s not installed, and installing %s needs root, apt-get and flock' % (
+            ', '.join(absent), ' '.join(packages))
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
     script = ('apt-get update -qq && apt-get install -y -qq --no-install-recommends %s' % ' '.join(packages))
     done = subprocess.run(['flock', APT_LOCK, 'sh', '-c', script], env=env, stdin=subprocess.DEVNULL,
