@@ -73,6 +73,7 @@ def machine_option(argv):
     return [argv[index + 1] for index, arg in enumerate(argv[:-1]) if arg == '-machine']
 
 
+@pytest.mark.every_controller
 def test_opt_out_restart_and_audit_with_real_libvirt_and_qemu(domains, ksm_host):
     daemon = domains
     args = {'domains': ['samepage-ten*'], 'uri': daemon.uri}
