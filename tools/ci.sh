@@ -554,7 +554,8 @@ COLLECTION_DIR=ansible_collections/samepage/ksm
 # What build_ignore must keep out of the tarball: developers' tools that users cannot run.
 # (tests/support ships four_steps.py only: the unit tests use it.)
 DEVELOPER_ONLY="Makefile pytest.ini tools lab bench .ci tests/lab tests/system tests/tools tests/requirements
-tests/support/ansible_cli.py tests/support/callback_plugins tests/support/ksm_host.py tests/support/merge_workload.py"
+tests/support/ansible_cli.py tests/support/callback_plugins tests/support/ksm_host.py tests/support/merge_workload.py
+tests/support/host_packages.py tests/support/libvirt_daemon.py"
 
 build_tarball_of() {  # output-dir copy-root: ansible-galaxy collection build of the work copy
     "$(venv_b)/bin/ansible-galaxy" collection build "$2/$COLLECTION_DIR" --output-path "$1" --force >/dev/null

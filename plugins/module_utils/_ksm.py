@@ -1134,6 +1134,15 @@ def _parse_ksm_stat(text):
     return stats
 
 
+def parse_ksm_stat(text):
+    """/proc/<pid>/ksm_stat as {field: value}: integers, and booleans for the "key: yes/no" lines (6.14+).
+
+    Lines this collection does not know are kept (as integers, or as text when not a number); an empty
+    file (a kernel thread, a process without memory) gives {}.
+    """
+    return _parse_ksm_stat(text)
+
+
 PER_PROCESS_FILES = ('ksm_stat', 'ksm_merging_pages')
 
 

@@ -6,7 +6,7 @@
 
 DOCUMENTATION = r'''
 module: ksm_info
-short_description: Report Kernel Same-page Merging (KSM) settings, counters, savings and top processes
+short_description: Report Kernel Same-page Merging (KSM) settings, counters, savings, processes and guests
 version_added: 0.1.0
 description:
   - Reads every file of C(/sys/kernel/mm/ksm) and reports the writable knobs, the read-only counters,
@@ -17,13 +17,34 @@ description:
   - Per-process figures come from C(/proc/<pid>/ksm_stat) (Linux 6.1 and newer) or
     C(/proc/<pid>/ksm_merging_pages) (5.19 and newer). A process that exits while it is being read is
     skipped. Without root only the processes of the connecting user can be read.
+  - "Audits who shares: every QEMU process (libvirt's or not) is listed in RV(guests) with its guest name,
+    whether it runs with C(mem-merge=off) (libvirt's C(<memoryBacking><nosharepages/></memoryBacking>)),
+    whether the kernel still lists memory of it as mergeable, what it merges and costs, and a verdict after the
+    kernel documentation's rule (more rmap items per merging page than page size / size of an rmap item, 64 on
+    64-bit kernels with 4 KiB pages: KSM costs more than it saves there). RV(process_scan.opted_in) lists every
+    process that opted in as a whole (C(prctl PR_SET_MEMORY_MERGE), systemd C(MemoryKSM=))."
+  - The scan of C(/proc) is bounded (O(max_scan_processes), O(max_scan_seconds)) and RV(process_scan.skipped)
+    says what it did not read or could not tell. It needs neither libvirt nor QEMU's monitor.
   - Reports the samepage tuner (RV(tuner)) from the state file it keeps under C(/run), without asking
     systemd.
 options:
   max_processes:
     description:
       - How many processes to list in RV(processes), those with the most merged pages first.
-      - V(0) skips the scan of C(/proc) altogether.
+      - V(0) skips the scan of C(/proc) altogether (then RV(guests) is empty too).
+    type: int
+    default: 10
+  max_scan_processes:
+    description:
+      - At most this many processes are read (in process id order) by the scan behind RV(processes),
+        RV(guests) and RV(process_scan); the rest are counted in RV(process_scan.skipped).
+      - From 1 to 10000000.
+    type: int
+    default: 10000
+  max_scan_seconds:
+    description:
+      - The scan stops reading processes after this many seconds and says so in RV(process_scan.skipped).
+      - From 1 to 3600.
     type: int
     default: 10
 extends_documentation_fragment:
@@ -73,6 +94,28 @@ EXAMPLES = r'''
   samepage.ksm.ksm_info:
     max_processes: 0
   register: ksm_quick
+
+- name: Audit the guests of a host where tenants must not share
+  samepage.ksm.ksm_info:
+  register: ksm_audit
+
+- name: Fail if a guest shares or would share memory once KSM runs
+  ansible.builtin.assert:
+    that:
+      - ksm_audit.process_scan.complete
+      - ksm_audit.process_scan.opted_in | length == 0
+      - ksm_audit.guests | rejectattr('verdict', 'equalto', 'opted-out') | list | length == 0
+    fail_msg: >-
+      {{ ksm_audit.guests | rejectattr('verdict', 'equalto', 'opted-out')
+         | map(attribute='name') | list }} can share memory;
+      opted in as a whole: {{ ksm_audit.process_scan.opted_in }}; not read: {{ ksm_audit.process_scan.skipped }}
+
+- name: Name the guests on which KSM costs more than it saves
+  ansible.builtin.debug:
+    msg: "{{ item.name }} (pid {{ item.pid }}): {{ item.reason }}"
+  loop: "{{ ksm_audit.guests | selectattr('verdict', 'equalto', 'costs-more-than-it-saves') }}"
+  loop_control:
+    label: "{{ item.name }}"
 
 - name: Warn where ksmtuned would overwrite the settings
   ansible.builtin.debug:
@@ -244,6 +287,16 @@ processes:
       type: bool
       returned: on Linux 6.14 and newer
       sample: false
+    guest:
+      description: The guest name of a QEMU process (RV(guests[].name)); null when its command line has no C(-name).
+      type: str
+      returned: for QEMU processes whose command line could be read
+      sample: web01
+    mem_merge:
+      description: Whether the QEMU process runs with guest memory merging on (false with C(-machine mem-merge=off)).
+      type: bool
+      returned: for QEMU processes whose command line could be read
+      sample: true
   sample:
     - pid: 2811
       command: qemu-system-x86
@@ -252,6 +305,162 @@ processes:
       rmap_items: 16512
       zero_pages: 0
       profit: 62386176
+      guest: web01
+      mem_merge: true
+guests:
+  description:
+    - Every QEMU process found by the scan (program C(qemu-system-*), C(qemu-kvm) or C(kvm)), whether or not it
+      takes part in KSM, whatever O(max_processes) says, in process id order. Found from C(/proc) only - libvirt
+      is not needed (and not asked).
+    - Fields the kernel does not offer are null (for example C(rmap_items) before Linux 6.1).
+    - Empty when O(max_processes=0) or when KSM is not available.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Process id of the QEMU process.
+      type: int
+      sample: 4242
+    name:
+      description: The guest name from QEMU's command line (C(-name guest=NAME,...) as libvirt writes it, or
+        C(-name NAME)); for libvirt guests the domain name. Null without C(-name).
+      type: str
+      sample: tenant-a
+    command:
+      description: Command name (C(/proc/<pid>/comm)).
+      type: str
+      sample: qemu-system-x86
+    mem_merge:
+      description:
+        - What QEMU's command line says about merging guest memory - false with C(-machine ...,mem-merge=off)
+          (libvirt's C(nosharepages)), true otherwise (QEMU's default). Null when the command line could not be read.
+      type: bool
+      sample: false
+    mergeable:
+      description:
+        - Whether the kernel lists memory of the process as mergeable (C(ksm_mergeable) of C(ksm_stat), Linux 6.14
+          and newer; on older kernels C(mg) in the VmFlags of C(/proc/<pid>/smaps)). Null when unknown.
+        - True for a guest with RV(guests[].mem_merge=false) means the opt-out does not hold.
+      type: bool
+      sample: false
+    merge_any:
+      description: Whether the process opted in as a whole (C(prctl PR_SET_MEMORY_MERGE) or systemd C(MemoryKSM=),
+        inherited over fork and exec); null on kernels that do not say (before about Linux 6.14).
+      type: bool
+      sample: false
+    merging_pages:
+      description: Pages of the guest that are merged now.
+      type: int
+      sample: 0
+    merging_bytes:
+      description: RV(guests[].merging_pages) times the page size.
+      type: int
+      sample: 0
+    rmap_items:
+      description: KSM reverse-map items of the process - what KSM spends on it (64 bytes each on 64-bit kernels).
+      type: int
+      sample: 0
+    zero_pages:
+      description: Pages of the guest merged into the kernel zero page (Linux 6.5 and newer, else null).
+      type: int
+      sample: 0
+    profit:
+      description: Bytes KSM saves on the process, less its metadata, as the kernel computes it (Linux 6.4 and
+        newer, else null).
+      type: int
+      sample: 0
+    rmap_items_per_merging_page:
+      description: RV(guests[].rmap_items) / RV(guests[].merging_pages), two decimals; null while nothing is merged.
+      type: float
+      sample: null
+    verdict:
+      description:
+        - V(opted-out) - C(mem-merge=off) and no mergeable memory, KSM never merges its RAM.
+        - V(opted-out-but-mergeable) - C(mem-merge=off), yet the kernel lists memory of it for merging (for example
+          it inherited C(prctl PR_SET_MEMORY_MERGE) from a unit with C(MemoryKSM=yes)); the opt-out does not hold.
+        - V(mergeable) - its memory is registered for merging; nothing is merged now, it shares once ksmd runs.
+        - V(saves) - pages are merged, at most RV(process_scan.rmap_items_per_merging_page_limit) rmap items per
+          merging page.
+        - V(costs-more-than-it-saves) - more rmap items per merging page than that (also rmap items with nothing
+          merged); the kernel documentation advises to stop merging it.
+        - V(not-mergeable) - merging is on in its command line, but the kernel lists no mergeable memory.
+        - V(unknown) - the kernel does not say whether its memory is mergeable, and nothing of it is merged.
+      type: str
+      choices: [opted-out, opted-out-but-mergeable, mergeable, saves, costs-more-than-it-saves, not-mergeable, unknown]
+      sample: opted-out
+    reason:
+      description: The verdict in words, with the figures it rests on.
+      type: str
+      sample: "runs with mem-merge=off and has no mergeable memory: KSM never merges its RAM"
+  sample:
+    - pid: 4242
+      name: tenant-a
+      command: qemu-system-x86
+      mem_merge: false
+      mergeable: false
+      merge_any: false
+      merging_pages: 0
+      merging_bytes: 0
+      rmap_items: 0
+      zero_pages: 0
+      profit: 0
+      rmap_items_per_merging_page: null
+      verdict: opted-out
+      reason: "runs with mem-merge=off and has no mergeable memory: KSM never merges its RAM"
+    - pid: 4301
+      name: web01
+      command: qemu-system-x86
+      mem_merge: true
+      mergeable: true
+      merge_any: false
+      merging_pages: 15360
+      merging_bytes: 62914560
+      rmap_items: 16512
+      zero_pages: 0
+      profit: 62386176
+      rmap_items_per_merging_page: 1.08
+      verdict: saves
+      reason: 15360 pages merged for 16512 rmap items (at most 64 per merging page pays off)
+process_scan:
+  description: What the bounded scan of C(/proc) behind RV(processes) and RV(guests) read, and what it did not.
+  returned: when RV(available) is true and O(max_processes) is not 0
+  type: dict
+  contains:
+    processes_seen:
+      description: Processes listed in C(/proc) when the scan began.
+      type: int
+      sample: 312
+    processes_read:
+      description: Processes the scan read (those that exited meanwhile are not counted).
+      type: int
+      sample: 312
+    taking_part:
+      description: Processes that take part in KSM (mergeable memory, merged pages or rmap items), all of them,
+        whatever O(max_processes) says.
+      type: int
+      sample: 4
+    opted_in:
+      description: Every process that opted in as a whole (C(ksm_merge_any) - C(prctl PR_SET_MEMORY_MERGE) or systemd
+        C(MemoryKSM=)), with its process id and command name. Empty on kernels that do not say (see RV(process_scan.skipped)).
+      type: list
+      elements: dict
+      sample: [{pid: 977, command: java}]
+    complete:
+      description: Whether every process was read and the kernel told everything asked (RV(process_scan.skipped) is empty).
+      type: bool
+      sample: true
+    skipped:
+      description: What the scan left out or could not tell, one sentence each (processes beyond O(max_scan_processes)
+        or O(max_scan_seconds), processes that could not be read without root, what this kernel does not report).
+      type: list
+      elements: str
+      sample: ["1688 of 12000 processes not read (pid 30112 and above): max_scan_processes=10000 reached"]
+    rmap_items_per_merging_page_limit:
+      description: Page size / size of a KSM rmap item (64 on 64-bit kernels with 4 KiB pages) - above this many rmap
+        items per merging page KSM costs a process more than it saves (kernel admin guide, "Monitoring KSM profit").
+      type: int
+      sample: 64
 competing_managers:
   description:
     - The short form of RV(competing_writers) - each other writer that writes knobs, with those knobs. The
@@ -402,6 +611,7 @@ competing_writers_skipped:
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_audit
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
@@ -433,8 +643,14 @@ def savings(state, page_bytes):
     return result
 
 
+# Bounds of the scan options: (option, lowest, highest).
+SCAN_BOUNDS = (('max_scan_processes', 1, 10 ** 7), ('max_scan_seconds', 1, 3600))
+
+
 def argument_spec():
-    return dict(max_processes=dict(type='int', default=10))
+    return dict(max_processes=dict(type='int', default=10),
+                max_scan_processes=dict(type='int', default=_ksm_audit.MAX_READ),
+                max_scan_seconds=dict(type='int', default=_ksm_audit.MAX_SECONDS))
 
 
 def main():
@@ -442,6 +658,10 @@ def main():
     limit = module.params['max_processes']
     if limit < 0:
         module.fail_json(msg='Invalid value %d for max_processes: expected 0 (no process scan) or more' % limit)
+    for name, lowest, highest in SCAN_BOUNDS:
+        if not lowest <= module.params[name] <= highest:
+            module.fail_json(msg='Invalid value %d for %s: expected %d to %d' % (module.params[name], name, lowest, highest),
+                             option=name)
 
     ksm = _ksm.Ksm()
     page_bytes = _ksm.page_size()
@@ -454,7 +674,8 @@ def main():
         'per_process': _ksm.per_process_files(),
     }
     result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
-                  processes=[], competing_managers={}, competing_writers=[], competing_writers_skipped=[], tuner=None)
+                  processes=[], guests=[], competing_managers={}, competing_writers=[], competing_writers_skipped=[],
+                  tuner=None)
     # The tuner reports itself whether or not this kernel has KSM (it then says why it cannot work).
     result['tuner'] = _ksm_tuner.read_status(TUNER_STATE, TUNER_UNIT, PROC)
     try:
@@ -470,7 +691,11 @@ def main():
         capabilities['advisor'] = 'advisor_mode' in state
         result['savings'] = savings(state, page_bytes)
         if limit:
-            result['processes'] = _ksm.process_savings(limit=limit, page_bytes=page_bytes)
+            scan = _ksm_audit.scan(page_bytes=page_bytes, max_read=module.params['max_scan_processes'],
+                                   max_seconds=module.params['max_scan_seconds'])
+            result['processes'] = scan.rows[:limit]
+            result['guests'] = scan.guests
+            result['process_scan'] = scan.summary()
         writers = _ksm_writers.find()
         result['competing_writers'] = [finding.as_dict() for finding in writers.found]
         result['competing_writers_skipped'] = writers.skipped

@@ -13,7 +13,7 @@ From tests:
 Standalone (the lab copies this file into guests; standard library only, Python 3.8+):
 
     python3 merge_workload.py --mib 64 [--pattern same|unique|paired|zero] [--churn PAGES_PER_S]
-                              [--seconds N] [--pidfile PATH]
+                              [--seconds N] [--pidfile PATH] [--merge-any]
 
 prints "ready pid=<pid> mib=<n> pattern=<p>" once the memory is filled and holds it until SIGTERM or
 SIGINT (or N seconds, or end of standard input with --until-eof).
@@ -28,9 +28,15 @@ Churn (`--churn N`): once ready, the process rewrites N pages a second for as lo
 through its memory: every other page gets new unique content (it can never merge), the ones between get
 the pattern's content again (they merge again). Merged pages that are written break their sharing
 (copy on write), so ksmd always has work to do: the workload of a guest whose memory keeps changing.
+
+Merge any (`--merge-any`, Linux 6.4+): instead of madvise(MADV_MERGEABLE) on its area, the process opts in
+as a whole with prctl(PR_SET_MEMORY_MERGE, 1), as systemd's MemoryKSM= does for a unit; the kernel then
+shows `ksm_merge_any: yes` in /proc/<pid>/ksm_stat.
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import mmap
 import os
 import signal
@@ -42,6 +48,15 @@ PAGE = mmap.PAGESIZE
 PATTERNS = ('same', 'unique', 'paired', 'zero')
 KSM_DIR = '/sys/kernel/mm/ksm'
 READY = 'ready'
+PR_SET_MEMORY_MERGE = 67    # include/uapi/linux/prctl.h (Linux 6.4)
+
+
+def merge_any():
+    """prctl(PR_SET_MEMORY_MERGE, 1): every compatible area of this process becomes mergeable (OSError if refused)."""
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    if libc.prctl(PR_SET_MEMORY_MERGE, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, 'prctl(PR_SET_MEMORY_MERGE, 1): %s' % os.strerror(code))
 
 
 def _page(pattern, index):
@@ -57,14 +72,16 @@ def _page(pattern, index):
     return b'\0' * PAGE
 
 
-def fill(mib, pattern='same'):
-    """Map mib MiB private anonymous memory, mark it mergeable, fill it; return the mmap object."""
+def fill(mib, pattern='same', madvise=True):
+    """Map mib MiB private anonymous memory, mark it mergeable (unless madvise is false: the process opted in
+    as a whole), fill it; return the mmap object."""
     if pattern not in PATTERNS:
         raise ValueError('pattern must be one of %s' % ', '.join(PATTERNS))
     size = int(mib) * 1024 * 1024
     area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    area.madvise(mmap.MADV_MERGEABLE)
+    if madvise:
+        area.madvise(mmap.MADV_MERGEABLE)
     pages = size // PAGE
     if pattern in ('unique', 'paired'):
         for index in range(pages):
@@ -129,12 +146,13 @@ def wait_for_sharing(min_pages_sharing=1, timeout=120, pid=None, interval=0.2, k
 class MergeableWorkload:
     """Context manager: a child process holding `mib` MiB of mergeable memory (`.pid`)."""
 
-    def __init__(self, mib=64, pattern='same', python=None, start_timeout=120, churn=0):
+    def __init__(self, mib=64, pattern='same', python=None, start_timeout=120, churn=0, merge_any=False):
         if pattern not in PATTERNS:
             raise ValueError('pattern must be one of %s' % ', '.join(PATTERNS))
         self.mib = mib
         self.pattern = pattern
         self.churn = churn
+        self.merge_any = merge_any
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         self.process = None
@@ -142,6 +160,7 @@ class MergeableWorkload:
 
     def start(self):
         command = [self.python, os.path.abspath(__file__), '--mib', str(self.mib), '--pattern', self.pattern]
+        command += ['--merge-any'] if self.merge_any else []
         # A churning child is busy writing, so it is stopped by SIGTERM; the others end at end of input.
         command += ['--churn', str(self.churn)] if self.churn else ['--until-eof']
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -216,6 +235,8 @@ def main(argv=None):
     parser.add_argument('--seconds', type=float, default=None, help='exit after this long (default: never)')
     parser.add_argument('--until-eof', action='store_true', help='exit at end of standard input')
     parser.add_argument('--pidfile', help='write the process id here once the memory is filled')
+    parser.add_argument('--merge-any', action='store_true',
+                        help='opt in as a whole with prctl(PR_SET_MEMORY_MERGE) instead of madvise(MADV_MERGEABLE)')
     parser.add_argument('--churn', type=int, default=0, metavar='PAGES_PER_S',
                         help='once ready, rewrite this many pages a second (half unique, half the pattern again)')
     options = parser.parse_args(argv)
@@ -223,7 +244,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
 
-    area = fill(options.mib, options.pattern)
+    if options.merge_any:
+        merge_any()
+    area = fill(options.mib, options.pattern, madvise=not options.merge_any)
     if options.pidfile:
         with open(options.pidfile, 'w') as handle:
             handle.write('%d\n' % os.getpid())

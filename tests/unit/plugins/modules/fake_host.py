@@ -82,12 +82,15 @@ class FakeHost:
         ]
         (self.proc / 'meminfo').write_text('\n'.join(lines) + '\n')
 
-    def add_process(self, pid, command, ksm_stat=None, merging_pages=None):
+    def add_process(self, pid, command, ksm_stat=None, merging_pages=None, cmdline=None):
         """A process. ksm_stat: {field: value} printed as the kernel does (booleans as "key: yes"),
-        or None for a kernel without the file; merging_pages: /proc/<pid>/ksm_merging_pages, or None."""
+        or None for a kernel without the file; merging_pages: /proc/<pid>/ksm_merging_pages, or None;
+        cmdline: its arguments (/proc/<pid>/cmdline, NUL-terminated), or None for no such file."""
         base = self.proc / str(pid)
         base.mkdir()
         (base / 'comm').write_text(command + '\n')
+        if cmdline is not None:
+            (base / 'cmdline').write_bytes(b''.join(arg.encode('utf-8') + b'\0' for arg in cmdline))
         if ksm_stat is not None:
             lines = []
             for key, value in ksm_stat.items():

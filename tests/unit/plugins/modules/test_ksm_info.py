@@ -168,6 +168,80 @@ def test_kernel_threads_with_empty_ksm_stat_are_not_listed(tmp_path, monkeypatch
     assert info()['processes'] == []
 
 
+# ---------------------------------------------------------------------------------------------------
+# The audit: guests, processes that opted in, what the bounded scan left out
+
+def stat_6_18(merging=0, rmap=0, merge_any=False, mergeable=False):
+    return {'ksm_rmap_items': rmap, 'ksm_zero_pages': 0, 'ksm_merging_pages': merging,
+            'ksm_process_profit': merging * PAGE_SIZE - rmap * 64, 'ksm_merge_any': merge_any,
+            'ksm_mergeable': mergeable}
+
+
+def qemu(name, mem_merge_off=False):
+    machine = 'pc-i440fx-7.2,usb=off,dump-guest-core=off%s,memory-backend=pc.ram' % (
+        ',mem-merge=off' if mem_merge_off else '')
+    return ['/usr/bin/qemu-system-x86_64', '-name', 'guest=%s,debug-threads=on' % name, '-S', '-machine', machine,
+            '-m', '32']
+
+
+def audit_host(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, run=1)
+    host.add_process(4242, 'qemu-system-x86', stat_6_18(), 0, qemu('tenant-a', mem_merge_off=True))
+    host.add_process(4301, 'qemu-system-x86', stat_6_18(800, 900, mergeable=True), 800, qemu('web01'))
+    host.add_process(500, 'java', stat_6_18(5, 10, merge_any=True, mergeable=True), 5, ['java', '-jar', 'x'])
+    host.add_process(600, 'python3', stat_6_18(0, 8192, mergeable=True), 0, ['python3', 'unique.py'])
+    host.add_process(700, 'bash', stat_6_18(), 0, ['bash'])
+    return host
+
+
+def test_guests_and_opted_in_processes_are_told_apart(tmp_path, monkeypatch):
+    host = audit_host(tmp_path, monkeypatch)
+    result = info({'max_processes': 1})
+    assert result['failed'] is False and result['changed'] is False
+    # max_processes bounds the list of processes, not the audit
+    assert [row['pid'] for row in result['processes']] == [4301]
+    assert result['processes'][0]['guest'] == 'web01' and result['processes'][0]['mem_merge'] is True
+    assert [(guest['name'], guest['mem_merge'], guest['mergeable'], guest['verdict']) for guest in result['guests']] == [
+        ('tenant-a', False, False, 'opted-out'), ('web01', True, True, 'saves')]
+    scan = result['process_scan']
+    assert scan['opted_in'] == [{'pid': 500, 'command': 'java'}]
+    assert scan['taking_part'] == 3 and scan['processes_seen'] == 5 and scan['processes_read'] == 5
+    assert scan['complete'] is True and scan['skipped'] == [] and scan['rmap_items_per_merging_page_limit'] == 64
+    everything = info({'max_processes': 100})['processes']
+    # the opted-out guest takes no part in KSM: it is in guests, not in processes
+    assert [row['pid'] for row in everything] == [4301, 500, 600]
+    assert 'guest' not in everything[1]
+    assert host.kernel.writes == []
+
+
+def test_the_audit_is_bounded_and_says_what_it_skipped(tmp_path, monkeypatch):
+    audit_host(tmp_path, monkeypatch)
+    result = info({'max_scan_processes': 2})
+    assert result['failed'] is False
+    assert [guest['pid'] for guest in result['guests']] == []          # pids 500 and 600 were read, not the QEMUs
+    assert result['process_scan']['complete'] is False
+    assert result['process_scan']['skipped'] == [
+        '3 of 5 processes not read (pid 700 and above): max_scan_processes=2 reached']
+    assert result['process_scan']['processes_read'] == 2
+
+
+def test_no_audit_without_a_process_scan(tmp_path, monkeypatch):
+    audit_host(tmp_path, monkeypatch)
+    result = info({'max_processes': 0})
+    assert result['guests'] == [] and 'process_scan' not in result
+
+
+@pytest.mark.parametrize('option, value', [('max_scan_processes', 0), ('max_scan_processes', 10 ** 7 + 1),
+                                           ('max_scan_seconds', 0), ('max_scan_seconds', 3601),
+                                           ('max_scan_seconds', -5)])
+def test_scan_bounds_out_of_range_are_refused(tmp_path, monkeypatch, option, value):
+    FakeHost(tmp_path, monkeypatch)
+    result = info({option: value})
+    assert result['failed'] is True
+    assert result['msg'].startswith('Invalid value %d for %s: expected' % (value, option))
+    assert result['option'] == option
+
+
 def test_competing_managers(tmp_path, monkeypatch):
     host = FakeHost(tmp_path, monkeypatch)
     assert info()['competing_managers'] == {}
