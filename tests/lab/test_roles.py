@@ -191,11 +191,18 @@ def task_results(run, task, host=None):
             and (host is None or r['host'] == host)]
 
 
+def failures(run):
+    """The failed and unreachable results of a run, host, task and message first (then the output's end)."""
+    lines = ['%s: %s: %s' % (r['host'], r['task'], r['result'].get('msg', r['result']))
+             for r in run.results if r['status'] in ('failed', 'unreachable')]
+    return '\n'.join(lines) + '\n' + run.output[-4000:]
+
+
 def assert_ok(run, hosts):
-    assert run.rc == 0, run.output[-6000:]
+    assert run.rc == 0, failures(run)
     assert set(run.stats) == set(hosts), run.stats
     for host in hosts:
-        assert run.stats[host]['failed'] == 0 and run.stats[host]['unreachable'] == 0, run.output[-6000:]
+        assert run.stats[host]['failed'] == 0 and run.stats[host]['unreachable'] == 0, failures(run)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -357,7 +364,7 @@ def test_bad_input_fails_before_anything_changes(lab, unconverged, example_inven
     before = snapshot(guest)
     run = site(example_inventory, extra_vars=extra_vars, limit=guest.name)
     assert run.rc != 0
-    assert guest.name in run.stats, run.output[-6000:]
+    assert guest.name in run.stats, failures(run)
     assert run.stats[guest.name]['failed'] == 1 and run.stats[guest.name]['changed'] == 0, run.stats
     failed = [r for r in run.results if r['status'] == 'failed']
     assert len(failed) == 1
@@ -415,10 +422,10 @@ def test_host_without_the_package_check_mode_then_a_failed_install(lab, debian12
 
         real = site(example_inventory, limit=guest.name, extra_vars=KSMTUNED)
         assert real.rc != 0
-        assert guest.name in real.stats, real.output[-6000:]
+        assert guest.name in real.stats, failures(real)
         assert real.stats[guest.name]['failed'] == 1 and real.stats[guest.name]['changed'] == 0, real.stats
         failure = task_results(real, INSTALL_FAILURE, guest.name)
-        assert len(failure) == 1 and failure[0]['status'] == 'failed', real.output[-6000:]
+        assert len(failure) == 1 and failure[0]['status'] == 'failed', failures(real)
         message = failure[0]['result']['msg']
         assert message.startswith('Could not install %s, which provides the ksm and ksmtuned services on Debian 12' % PACKAGE), message
         assert 'nothing else was changed' in message, message
