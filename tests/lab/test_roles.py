@@ -735,6 +735,9 @@ TUNER_ROUNDS = (
 )
 
 
+TUNER_VARS = ('ksm_enabled', 'ksm_tuner', 'ksm_settings')
+
+
 def tuner_vars(tuner):
     variables = {'ksm_enabled': True, 'ksm_tuner': tuner}   # over the group's (secure's KSM off too)
     if tuner == 'none':
@@ -772,7 +775,11 @@ def test_switching_tuners_in_every_direction(lab, fresh, inventory):
             for guest, tuner in zip(order, tuners):
                 for group in switching.groups().values():
                     if guest.name in (group.get('hosts') or {}):
-                        group['hosts'][guest.name] = dict(group['hosts'][guest.name] or {}, **tuner_vars(tuner))
+                        # this round's tuner variables replace the last round's (a fixed rate's
+                        # ksm_settings would make the next tuner's input invalid)
+                        hostvars = dict((name, value) for name, value in (group['hosts'][guest.name] or {}).items()
+                                        if name not in TUNER_VARS)
+                        group['hosts'][guest.name] = dict(hostvars, **tuner_vars(tuner))
             switching.write()
             run = site(switching.path, diff=True)
             assert_ok(run, hosts)
