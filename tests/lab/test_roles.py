@@ -777,8 +777,8 @@ def test_switching_tuners_in_every_direction(lab, fresh, inventory):
                     if guest.name in (group.get('hosts') or {}):
                         # this round's tuner variables replace the last round's (a fixed rate's
                         # ksm_settings would make the next tuner's input invalid)
-                        hostvars = dict((name, value) for name, value in (group['hosts'][guest.name] or {}).items()
-                                        if name not in TUNER_VARS)
+                        hostvars = {name: value for name, value in (group['hosts'][guest.name] or {}).items()
+                                    if name not in TUNER_VARS}
                         group['hosts'][guest.name] = dict(hostvars, **tuner_vars(tuner))
             switching.write()
             run = site(switching.path, diff=True)
