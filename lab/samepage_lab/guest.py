@@ -5,6 +5,7 @@
 """One guest: what it is (GuestSpec), its QEMU process, and SSH to it (one shared connection)."""
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -306,10 +307,12 @@ class Guest:
                 return boot_id
             now = time.time()
             if now > deadline:
-                raise LabError('%s: no SSH answer on 127.0.0.1:%d within %d s (accelerator %s).\n'
+                raise LabError('%s: no SSH answer on 127.0.0.1:%d within %d s (accelerator %s); boot stage '
+                               'reached: %s.\nKernel and systemd warnings on the serial console:\n%s\n'
                                'Serial console (last lines of %s):\n%s'
-                               % (self.name, self.port, timeout, self.accel, self.console,
-                                  indent(tail(self.console))))
+                               % (self.name, self.port, timeout, self.accel, self.boot_stage(),
+                                  indent(console_warnings(self.console)), self.console,
+                                  indent(tail(self.console, 60))))
             stage = self.boot_stage()
             if progress and (stage != last_stage or now - last_said > 30):
                 say('%s: %s (%s)' % (self.name, stage, fmt_seconds(now - started)))
@@ -329,6 +332,18 @@ class Guest:
         if progress:
             say('%s: rebooting' % self.name)
         return self.wait_ssh(timeout=timeout, old_boot_id=old, progress=progress)
+
+
+# Lines of a serial console that say why a boot stalls (the stack traces after them are left out).
+CONSOLE_WARNINGS = re.compile(r'blocked for more than|soft lockup|hard LOCKUP|rcu.*stall|BUG:|Oops|'
+                              r'Kernel panic|Failed to start|Timed out|A start job is running|Dependency failed')
+
+
+def console_warnings(path, limit=15):
+    """The last `limit` warning lines of a guest's serial console (CONSOLE_WARNINGS), or a note that
+    there are none."""
+    lines = [line for line in tail(path, 5000).splitlines() if CONSOLE_WARNINGS.search(line)]
+    return '\n'.join(lines[-limit:]) or '(none)'
 
 
 def _die_with_parent():

@@ -858,7 +858,7 @@ def reboot_all(guests):
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors, errors
+    assert not errors, '\n\n'.join(errors)
 
 
 def assert_fixed_rate(balanced):
