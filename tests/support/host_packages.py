@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The real programs a system test needs (QEMU, libvirt), installed from Debian's packages when missing.
+"""The real programs a system test needs (QEMU, libvirt), installed from Debian's packages when missing, and
+the ending of the processes a test starts from them (end_process).
 
     reason = require({'qemu-system-x86_64': 'qemu-system-x86'})
     if reason:
@@ -51,3 +52,16 @@ def require(programs):
             ' '.join(packages), ', '.join(still or absent), done.returncode,
             done.stdout.decode('utf-8', 'replace')[-3000:]))
     return None
+
+
+def end_process(process, timeout=30):
+    """End a child process this test started (subprocess.Popen): SIGTERM, then SIGKILL if it has not
+    exited within `timeout` seconds; reaps it either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.samepage.ksm.tests.support.host_packages import require, which
+from ansible_collections.samepage.ksm.tests.support.host_packages import end_process, require, which
 
 PACKAGES = {'libvirtd': 'libvirt-daemon-system', 'virsh': 'libvirt-clients', 'qemu-system-x86_64': 'qemu-system-x86',
             'unshare': 'util-linux'}
@@ -149,13 +149,7 @@ class PrivateLibvirtd:
                 problems += self._remove_domains()
             leftover = self.qemu_pids()
             if self.process is not None:
-                if self.process.poll() is None:
-                    self.process.terminate()
-                    try:
-                        self.process.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        self.process.kill()
-                        self.process.wait()
+                end_process(self.process)
             for name, pid in sorted(leftover.items()):   # QEMU outlives libvirtd: end what is left by pid
                 if _alive(pid):
                     problems.append('QEMU of %s (pid %d) was still running after virsh destroy' % (name, pid))

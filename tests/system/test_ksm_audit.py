@@ -13,10 +13,6 @@ the kernel's own /proc/<pid>/ksm_stat does, with the right guest names and verdi
 stopped by its pid and the host guard restores every KSM knob.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ctypes
 import ctypes.util
 import os
@@ -27,7 +23,7 @@ import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module
-from ansible_collections.samepage.ksm.tests.support.host_packages import require, which
+from ansible_collections.samepage.ksm.tests.support.host_packages import end_process, require, which
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(_ksm.KSM_DIR), reason='this kernel has no KSM')
@@ -85,13 +81,7 @@ class QemuGuest:
     def __exit__(self, *exc_info):
         if self.process is None:
             return False
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process.stderr.close()
         self.process = None
         return False

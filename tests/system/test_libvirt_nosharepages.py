@@ -14,10 +14,6 @@ daemon's virsh, answer by answer. Every domain is destroyed and undefined, the d
 by pid, and the host guard restores every KSM knob.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import subprocess

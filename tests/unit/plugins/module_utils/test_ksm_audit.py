@@ -9,10 +9,6 @@ The command lines are the ones real programs wrote (libvirt 9.0 for a domain wit
 <nosharepages/>, the project's lab, Proxmox). Plain pytest, no Ansible import (runs on Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_audit

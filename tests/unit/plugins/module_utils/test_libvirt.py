@@ -8,10 +8,6 @@
 Plain pytest, no Ansible import (runs on Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _libvirt

@@ -6,10 +6,6 @@
 """libvirt_nosharepages against the fake virsh (tests/unit/fakes/virsh.py): the four steps, restarts, diffs, and
 every refusal with nothing changed."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import pytest
 
 from ansible.module_utils import basic
