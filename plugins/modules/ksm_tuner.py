@@ -184,11 +184,11 @@ state_file:
 
 import os
 import sys
-import tempfile
 import time
 
 from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, run_task
 from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
+from ansible_collections.samepage.ksm.plugins.module_utils import _files
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
@@ -204,68 +204,6 @@ SETTLE_SECONDS = 10.0
 def no_systemd_message():
     return ('systemd is not running as PID 1 on this host (%s does not exist): samepage.ksm.ksm_tuner runs the '
             'tuner as the systemd service %s. Nothing was changed.' % (_systemd.RUNTIME_DIR, UNIT))
-
-
-def read_file(path):
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read().decode('utf-8', 'replace')
-    except OSError:
-        return None
-
-
-class Files:
-    """The tuner's files: what they are, what they should be, and an all-or-nothing way to get there."""
-
-    def __init__(self, wanted):
-        self.wanted = wanted                        # {path: text or None (absent)}
-        self.current = {path: read_file(path) for path in wanted}
-
-    def changed(self):
-        return [path for path in sorted(self.wanted) if self.current[path] != self.wanted[path]]
-
-    def write(self):
-        """Stage every new file next to its target first, then rename them all into place."""
-        staged = []
-        try:
-            for path in self.changed():
-                text = self.wanted[path]
-                if text is None:
-                    continue
-                directory = os.path.dirname(path)
-                if not os.path.isdir(directory):
-                    os.makedirs(directory, 0o755)
-                fd, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
-                staged.append((temporary, path))
-                with os.fdopen(fd, 'wb') as handle:
-                    handle.write(text.encode('utf-8'))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(temporary, 0o644)
-        except OSError as err:
-            for temporary, dummy in staged:
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
-            raise KsmError('Cannot write %s: %s. Nothing was changed.' % (err.filename or 'the tuner files',
-                                                                          err.strerror or err))
-        try:
-            for temporary, path in staged:
-                os.rename(temporary, path)
-            for path in self.changed():
-                if self.wanted[path] is None and self.current[path] is not None:
-                    os.unlink(path)
-        except OSError as err:
-            raise KsmError('Cannot install %s: %s' % (err.filename or 'the tuner files', err.strerror or err))
-
-    @staticmethod
-    def remove_empty_dirs(paths):
-        for directory in sorted(set(os.path.dirname(path) for path in paths), key=len, reverse=True):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                pass
 
 
 class KsmTuner:
@@ -328,7 +266,7 @@ class KsmTuner:
         except _ksm_tuner.ConfigError as err:
             raise KsmError('Invalid tuner configuration (option config): %s. Nothing was changed.' % err.msg,
                            key=err.key)
-        self.files = Files(self.wanted_files(state))
+        self.files = _files.FileSet(self.wanted_files(state), what='the tuner files')
         self.systemctl = _systemd.connect(self.module, no_systemd_message())
         self.before = self.systemctl.show([UNIT])[UNIT]
         self.after = dict(self.before)
@@ -409,8 +347,9 @@ class KsmTuner:
 
     def failure(self):
         # Only what happened: the files written and the systemctl commands that succeeded before the failure.
-        result = {'changed': not self.check_mode and bool(self.actions or self.written),
-                  'actions': list(self.actions), 'unit': UNIT, 'state_file': STATE_FILE, 'files': list(self.written)}
+        written = list(self.written) or (list(self.files.done) if self.files is not None else [])
+        result = {'changed': not self.check_mode and bool(self.actions or written),
+                  'actions': list(self.actions), 'unit': UNIT, 'state_file': STATE_FILE, 'files': written}
         if self.before is not None:
             after = self.after
             if self.actions and not self.check_mode:
