@@ -8,9 +8,11 @@ name: libvirt_domains_error
 short_description: Why a list of libvirt domain names and patterns is not valid (empty when it is)
 version_added: 0.1.0
 description:
-  - Checks a list of libvirt domain names and shell-style patterns with the very rules of the O(samepage.ksm.libvirt_nosharepages#module:domains)
-    option of M(samepage.ksm.libvirt_nosharepages) (letters, digits and C(. _ - + : @); patterns also C(* ? [ ] !)),
-    so that a role can refuse a bad name before anything changes on any host.
+  - >-
+    Checks a list of libvirt domain names and shell-style patterns with the very rules of the
+    O(samepage.ksm.libvirt_nosharepages#module:domains) option of M(samepage.ksm.libvirt_nosharepages) (letters,
+    digits and C(. _ - + : @); patterns also C(* ? [ ] !)), so that a role can refuse a bad name before anything
+    changes on any host.
   - Whether the names exist is only known on the host; the module checks that.
   - Returns an empty string for a valid list, otherwise the reason, naming each bad entry.
 positional: _input
