@@ -57,8 +57,9 @@ class FakeHost:
         # Other writers of KSM knobs are looked for under tmp_path (its proc/ is self.proc), never in the real /etc.
         self.root = tmp_path
         monkeypatch.setattr(_ksm_writers, 'ROOT', str(tmp_path))
-        # The boot configuration of ksm_sysfs, which ksm_info reports: under tmp_path too.
-        self.unit_dir = tmp_path / 'etc' / 'systemd' / 'system'
+        # The boot configuration of ksm_sysfs, which ksm_info reports: under tmp_path too (where the ksm_sysfs
+        # tests put it).
+        self.unit_dir = tmp_path / 'etc-systemd-system'
         monkeypatch.setattr(_ksm_boot, 'UNIT_DIR', str(self.unit_dir))
 
     def write_file(self, relative, text):

@@ -417,7 +417,7 @@ def test_boot_configuration_is_reported(tmp_path, monkeypatch):
     host = FakeHost(tmp_path, monkeypatch)
     unit = host.unit_dir / _ksm_boot.UNIT_NAME
     assert info()['boot'] == {'unit': str(unit), 'installed': False, 'enabled': False, 'knobs': {}}
-    host.write_file('etc/systemd/system/' + _ksm_boot.UNIT_NAME, _ksm_boot.render({'run': 1, 'pages_to_scan': 500}))
+    host.write_file('etc-systemd-system/' + _ksm_boot.UNIT_NAME, _ksm_boot.render({'run': 1, 'pages_to_scan': 500}))
     assert info()['boot'] == {'unit': str(unit), 'installed': True, 'enabled': False,
                               'knobs': {'run': 1, 'pages_to_scan': 500}}
     wants = host.unit_dir / 'sysinit.target.wants'
