@@ -294,3 +294,51 @@ def masked_message(units, tuned_marker=None):
         text += (" (TuneD's cpu-partitioning and realtime profiles mask the KSM units; so does "
                  "`systemctl mask`)")
     return text + '. Set unmask=true to unmask %s and go ahead.' % them
+
+
+# ---------------------------------------------------------------------------------------------------
+# What ksm_info reports (services=true): the KSM services as systemd sees them, in one `systemctl show`
+
+NO_SYSTEMD = ('systemd is not running on this host (PID 1 is not systemd: %s does not exist), so whether the KSM '
+              'services run or are enabled cannot be asked')
+
+
+def services_report(run_command, get_bin_path, runtime_dir=None, distro=None):
+    """{'systemd': bool, 'reason': why not asked or None, 'units': [one dict per logical service]}.
+
+    Each unit dict: name (ksm, ksmtuned), unit (the unit that plays the part here; the distribution's usual one
+    when none is installed), installed, enabled, running, masked, state (systemctl's words). Without systemd
+    as PID 1 (a container, a chroot) nothing is asked and `units` is empty: the caller must not take that for
+    "stopped". A systemctl that fails is said in `reason` the same way.
+    """
+    report = {'systemd': False, 'reason': None, 'units': []}
+    runtime_dir = runtime_dir or _systemd.RUNTIME_DIR
+    if not _systemd.booted(runtime_dir):
+        report['reason'] = NO_SYSTEMD % runtime_dir
+        return report
+    binary = get_bin_path('systemctl')
+    if not binary:
+        report['reason'] = 'systemctl is not installed on this host, although systemd appears to run (%s exists)' \
+            % runtime_dir
+        return report
+    try:
+        statuses = _systemd.Systemctl(run_command, binary).show(CANDIDATE_UNITS)
+    except _systemd.SystemdError as err:
+        report['reason'] = err.msg
+        return report
+    distro = distro or detect()
+    resolution = Resolution(distro, statuses)
+    report['systemd'] = True
+    for name in LOGICAL_NAMES:
+        unit = resolution.unit(name)
+        status = statuses.get(unit, {}) if unit else {}
+        report['units'].append({
+            'name': name,
+            'unit': unit or table_units(distro).get(name),
+            'installed': unit is not None,
+            'enabled': bool(unit) and _systemd.is_enabled(status),
+            'running': bool(unit) and _systemd.is_running(status),
+            'masked': bool(unit) and _systemd.is_masked(status),
+            'state': _systemd.describe(status) if unit else 'not installed',
+        })
+    return report

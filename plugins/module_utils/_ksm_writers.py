@@ -53,18 +53,24 @@ TUNER_UNIT = 'samepage-ksm-tuner.service'
 _PROFILE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
 _KNOB_NAME = re.compile(r'[a-z_]{1,64}')
 _UNIT_NAME = re.compile(r'[A-Za-z0-9:_.@\\-]{1,255}')
+# Values of run that keep ksmd stopped (0) or stop it and unmerge (2); anything else written to run starts it.
+RUN_OFF = ('0', '2')
 _MEMORY_KSM = re.compile(r'^[ \t]*MemoryKSM[ \t]*=[ \t]*(yes|true|on|1)[ \t]*$', re.IGNORECASE | re.MULTILINE)
 
 
 class Writer:
     """One kind of other writer: what it writes, when, and what to change so that it stops."""
 
-    __slots__ = ('name', 'knobs', 'when', 'remedy', 'ours', 'description', 'values')
+    __slots__ = ('name', 'knobs', 'when', 'remedy', 'ours', 'description', 'values', 'turns_on')
 
-    def __init__(self, name, knobs, when, remedy, ours=False, description='', values=None):
+    def __init__(self, name, knobs, when, remedy, ours=False, description='', values=None, turns_on=None):
         self.name = name
         self.values = dict(values or {})     # knobs it always sets to the same value
         self.knobs = tuple(knobs)
+        # Whether it can switch ksmd on (write run=1): by default every writer of run; the readers of writers
+        # whose files say which value they write (TuneD, tmpfiles.d, sysfsutils, qemu-kvm's defaults) decide
+        # per host.
+        self.turns_on = ('run' in self.knobs) if turns_on is None else turns_on
         self.when = when
         self.remedy = remedy
         self.ours = ours
@@ -89,15 +95,18 @@ WRITERS = (
     Writer('tuned', ('run',), PROFILE_SWITCH,
            'switch the TuneD profile (tuned-adm profile ...) or remove its [sysfs] /sys/kernel/mm/ksm lines',
            description='TuneD: the [sysfs] lines of the active profile (and the profiles it includes); '
-                       'cpu-partitioning and realtime-virtual-host switch KSM off (run=2, ksm units masked)'),
+                       'cpu-partitioning and realtime-virtual-host switch KSM off (run=2, ksm units masked)',
+           turns_on=False),
     Writer('tmpfiles.d', (), AT_BOOT,
            'remove the w /sys/kernel/mm/ksm/... lines from the tmpfiles.d file named in the evidence, or persist '
            'with samepage.ksm.ksm_sysfs persist=true instead',
-           description='systemd-tmpfiles lines "w /sys/kernel/mm/ksm/<knob> ..." applied at every boot'),
+           description='systemd-tmpfiles lines "w /sys/kernel/mm/ksm/<knob> ..." applied at every boot',
+           turns_on=False),
     Writer('sysfsutils', (), AT_BOOT,
            'remove the kernel/mm/ksm lines from /etc/sysfs.conf or /etc/sysfs.d, or persist with '
            'samepage.ksm.ksm_sysfs persist=true instead',
-           description='sysfsutils: "kernel/mm/ksm/<knob> = value" lines of /etc/sysfs.conf and /etc/sysfs.d'),
+           description='sysfsutils: "kernel/mm/ksm/<knob> = value" lines of /etc/sysfs.conf and /etc/sysfs.d',
+           turns_on=False),
     Writer('ovirt-mom', ('run', 'pages_to_scan', 'sleep_millisecs', 'merge_across_nodes'), EVERY_INTERVAL,
            'switch KSM off in the oVirt cluster (Optimization: Enable KSM) or let oVirt manage KSM on this host',
            description="oVirt's VDSM with MOM (momd, vdsmd): its KSM policy rewrites these every policy interval"),
@@ -247,6 +256,13 @@ class Finding:
         self.writer = writer
         self.knobs = list(writer.knobs)
         self.evidence = []
+        self.turns_on = writer.turns_on
+
+    def writes_run(self, value):
+        """It writes value (text) to run: whether that starts ksmd decides turns_on (one such line is enough)."""
+        self.add_knob('run')
+        if value.strip() not in RUN_OFF:
+            self.turns_on = True
 
     def add(self, text):
         if text not in self.evidence and len(self.evidence) < MAX_EVIDENCE:
@@ -259,7 +275,7 @@ class Finding:
     def as_dict(self):
         writer = self.writer
         return {'name': writer.name, 'knobs': list(self.knobs), 'when': writer.when, 'evidence': list(self.evidence),
-                'ours': writer.ours, 'remedy': writer.remedy}
+                'ours': writer.ours, 'remedy': writer.remedy, 'turns_on': self.turns_on}
 
 
 class Scan:
@@ -270,6 +286,7 @@ class Scan:
         self.processes = processes
         self.findings = {}
         self.skipped = []
+        self.tuned_turns_on = False     # a [sysfs] line of the active TuneD profiles writes run=1
 
     def finding(self, name):
         if name not in self.findings:
@@ -334,6 +351,7 @@ class Scan:
         sleep = values.get('SLEEP_MILLISECS')
         if ksm_enabled == '0':
             finding.knobs = ['run']     # off: only run=0 is written
+            finding.turns_on = False
         elif sleep is not None and re.match(r'[0-9]{1,10}\Z', sleep):
             finding.add('%s: SLEEP_MILLISECS=%s' % (path, sleep))
 
@@ -365,6 +383,7 @@ class Scan:
         if evidence:
             finding = self.finding('tuned')
             finding.knobs = knobs or ['run']
+            finding.turns_on = self.tuned_turns_on
             for line in evidence:
                 finding.add(line)
 
@@ -398,6 +417,8 @@ class Scan:
                 knob = key[len(KSM_SYSFS):]
                 if _KNOB_NAME.fullmatch(knob) and knob not in knobs:
                     knobs.append(knob)
+                if knob == 'run' and value not in RUN_OFF:
+                    self.tuned_turns_on = True
                 evidence.append('%s:%d: %s' % (path, number, line[:200]))
         for include in includes[:16]:
             self.tuned_profile(include, depth + 1, seen, evidence, knobs)
@@ -421,6 +442,8 @@ class Scan:
                 finding = self.finding('tmpfiles.d')
                 knob = fields[1][len(KSM_SYSFS):]
                 finding.add_knob(knob if _KNOB_NAME.fullmatch(knob) else knob[:64])
+                if knob == 'run' and len(fields) > 6:    # w PATH MODE USER GROUP AGE ARGUMENT
+                    finding.writes_run(' '.join(fields[6:]))
                 finding.add('%s:%d: %s' % (files[name], number, ' '.join(fields)[:200]))
 
     def scan_sysfsutils(self):
@@ -441,6 +464,8 @@ class Scan:
                 finding = self.finding('sysfsutils')
                 knob = key[len('kernel/mm/ksm/'):]
                 finding.add_knob(knob if _KNOB_NAME.fullmatch(knob) else knob[:64])
+                if knob == 'run':
+                    finding.writes_run(value)
                 finding.add('%s:%d: %s = %s' % (path, number, key[:100], value.strip()[:100]))
 
     def scan_ovirt_files(self):

@@ -156,6 +156,32 @@ def read_domains(virsh, names, inventory):
     return domains
 
 
+def audit(virsh):
+    """Every domain of the connection with its nosharepages, for ksm_info's report: a list of dicts sorted by name.
+
+    persistent / active         whether it has a persistent definition / runs (or is paused)
+    nosharepages                whether its persistent definition carries it (None for a transient domain)
+    running_nosharepages        whether its running QEMU was started with it (None when it does not run)
+
+    One `virsh dumpxml` per definition (two for a running persistent domain); LibvirtError when virsh cannot
+    be run or answers an error.
+    """
+    inventory = virsh.inventory()
+    report = []
+    for name in inventory.names():
+        persistent = name in inventory.persistent
+        active = name in inventory.active
+        report.append({
+            'name': name,
+            'persistent': persistent,
+            'active': active,
+            'nosharepages': has_nosharepages(virsh.definition(name), 'definition of %s' % name) if persistent else None,
+            'running_nosharepages': has_nosharepages(virsh.running_definition(name), 'running definition of %s' % name)
+            if active else None,
+        })
+    return report
+
+
 # ---------------------------------------------------------------------------------------------------
 # The domain definition: <memoryBacking><nosharepages/></memoryBacking>
 

@@ -26,7 +26,10 @@ description:
   - The scan of C(/proc) is bounded (O(max_scan_processes), O(max_scan_seconds)) and RV(process_scan.skipped)
     says what it did not read or could not tell. It needs neither libvirt nor QEMU's monitor.
   - Reports the samepage tuner (RV(tuner)) from the state file it keeps under C(/run), without asking
-    systemd.
+    systemd, and the boot configuration of M(samepage.ksm.ksm_sysfs) (RV(boot)).
+  - "On request it also reports, in the same module run, the KSM services as systemd sees them (O(services),
+    one C(systemctl show)) and every libvirt domain with its C(nosharepages) (O(libvirt), through C(virsh)): all
+    that the entry point C(verify) of the role C(samepage.ksm.ksm) needs to prove that a host shares no memory."
 options:
   max_processes:
     description:
@@ -47,6 +50,28 @@ options:
       - From 1 to 3600.
     type: int
     default: 10
+  services:
+    description:
+      - Report the services C(ksm) and C(ksmtuned) (Ubuntu's C(qemu-kvm.service) plays the part of C(ksm) where
+        C(ksm.service) is not installed) as systemd sees them, in RV(services) - one C(systemctl show) for both.
+      - Where systemd is not PID 1 (a container, a chroot) nothing is asked; RV(services.systemd) is false and
+        RV(services.reason) says why.
+    type: bool
+    default: false
+  libvirt:
+    description:
+      - Report every libvirt domain of O(libvirt_uri) with whether its definition and its running QEMU carry
+        C(<memoryBacking><nosharepages/></memoryBacking>), in RV(libvirt) - C(virsh list) twice and one
+        C(virsh dumpxml) per definition.
+      - A host without C(virsh), or whose libvirt does not answer, is no error - RV(libvirt.available) is false and
+        RV(libvirt.msg) says why.
+    type: bool
+    default: false
+  libvirt_uri:
+    description:
+      - The libvirt connection URI asked with O(libvirt=true) (C(virsh -c)).
+    type: str
+    default: qemu:///system
 extends_documentation_fragment:
   - samepage.ksm._ksm.attributes
 attributes:
@@ -116,6 +141,18 @@ EXAMPLES = r'''
   loop: "{{ ksm_audit.guests | selectattr('verdict', 'equalto', 'costs-more-than-it-saves') }}"
   loop_control:
     label: "{{ item.name }}"
+
+- name: Read what could make a host that must not share memory share it, in one module run
+  samepage.ksm.ksm_info:
+    max_processes: 1
+    services: true
+    libvirt: true
+  register: ksm_secure
+
+- name: Name the guests that libvirt would start with memory sharing
+  ansible.builtin.debug:
+    msg: "{{ ksm_secure.libvirt.domains | rejectattr('nosharepages') | map(attribute='name') | list }}"
+  when: ksm_secure.libvirt.available
 
 - name: Warn where ksmtuned would overwrite the settings
   ansible.builtin.debug:
@@ -599,6 +636,129 @@ competing_writers:
       type: str
       sample: stop and disable ksmtuned (samepage.ksm.ksm_service name=ksmtuned state=stopped enabled=false), or tune
         it with the samepage.ksm.ksmtuned role instead of setting these knobs
+    turns_on:
+      description:
+        - Whether it can switch ksmd on - it writes C(run) with a value other than V(0) or V(2) (ksmtuned, C(ksm.service),
+          Ubuntu's C(qemu-kvm.service) unless C(KSM_ENABLED=0), a TuneD C([sysfs]) or tmpfiles.d or sysfs.conf line
+          writing C(run=1), ...). False for writers that only keep it off or set other knobs, and for C(MemoryKSM=),
+          which opts processes in but does not start ksmd.
+      type: bool
+      sample: true
+boot:
+  description:
+    - The boot configuration of M(samepage.ksm.ksm_sysfs) (C(persist=true)) - the unit that writes the knobs early at
+      every boot. Without it the kernel starts with its own defaults (C(run=0)).
+  returned: when RV(available) is true
+  type: dict
+  contains:
+    unit:
+      description: Path of the unit file.
+      type: str
+      sample: /etc/systemd/system/samepage-ksm-sysfs.service
+    installed:
+      description: Whether the unit file exists.
+      type: bool
+      sample: true
+    enabled:
+      description: Whether it is enabled (its symlink in C(sysinit.target.wants)), so that it runs at boot.
+      type: bool
+      sample: true
+    knobs:
+      description: The knobs it writes at boot, typed; V({}) without the unit.
+      type: dict
+      sample: {run: 0}
+services:
+  description: The KSM services as systemd sees them (O(services=true)); null when not asked, and when RV(available) is false.
+  returned: always
+  type: dict
+  contains:
+    systemd:
+      description: Whether systemd was asked (it runs as PID 1 and C(systemctl show) answered).
+      type: bool
+      sample: true
+    reason:
+      description: Why systemd was not asked; null when it was.
+      type: str
+      sample: null
+    units:
+      description: One entry per service (C(ksm), C(ksmtuned)); empty when systemd was not asked.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The service (V(ksm) or V(ksmtuned)).
+          type: str
+        unit:
+          description: The systemd unit that plays that part here (the distribution's usual one when none is installed;
+            null where the distribution has none).
+          type: str
+        installed:
+          description: Whether the unit is installed.
+          type: bool
+        enabled:
+          description: Whether it is enabled (it starts at boot).
+          type: bool
+        running:
+          description: Whether it is active (for the oneshot C(ksm.service), active means it switched KSM on and stays so).
+          type: bool
+        masked:
+          description: Whether it is masked.
+          type: bool
+        state:
+          description: systemd's words for it - C(active (exited), enabled), C(not installed), ...
+          type: str
+  sample:
+    systemd: true
+    reason: null
+    units:
+      - {name: ksm, unit: ksm.service, installed: true, enabled: false, running: false, masked: false,
+         state: "inactive (dead), disabled"}
+      - {name: ksmtuned, unit: ksmtuned.service, installed: false, enabled: false, running: false, masked: false,
+         state: not installed}
+libvirt:
+  description: The libvirt domains of O(libvirt_uri) and their C(nosharepages) (O(libvirt=true)); null when not asked, and when RV(available) is false.
+  returned: always
+  type: dict
+  contains:
+    uri:
+      description: The connection URI asked.
+      type: str
+      sample: qemu:///system
+    available:
+      description: Whether libvirt answered.
+      type: bool
+      sample: true
+    msg:
+      description: Why libvirt could not be asked (no C(virsh), the daemon down, ...); null when it answered.
+      type: str
+      sample: null
+    domains:
+      description: Every domain, sorted by name.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The domain name.
+          type: str
+        persistent:
+          description: Whether it has a persistent definition (false - a transient domain).
+          type: bool
+        active:
+          description: Whether it runs (or is paused).
+          type: bool
+        nosharepages:
+          description: Whether its persistent definition carries C(nosharepages); null for a transient domain.
+          type: bool
+        running_nosharepages:
+          description: Whether its running QEMU was started with C(nosharepages) (C(mem-merge=off)); null when it does
+            not run.
+          type: bool
+  sample:
+    uri: qemu:///system
+    available: true
+    msg: null
+    domains:
+      - {name: tenant-a, persistent: true, active: true, nosharepages: true, running_nosharepages: false}
 competing_writers_skipped:
   description: What the bounded search for RV(competing_writers) left out (unit files beyond the limit, too large or
     unreadable), so that an empty result is never taken for more than it is.
@@ -612,6 +772,9 @@ competing_writers_skipped:
 from ansible_collections.samepage.ksm.plugins.module_utils import _errors
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_audit
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units
+from ansible_collections.samepage.ksm.plugins.module_utils import _libvirt
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
@@ -650,7 +813,30 @@ SCAN_BOUNDS = (('max_scan_processes', 1, 10 ** 7), ('max_scan_seconds', 1, 3600)
 def argument_spec():
     return dict(max_processes=dict(type='int', default=10),
                 max_scan_processes=dict(type='int', default=_ksm_audit.MAX_READ),
-                max_scan_seconds=dict(type='int', default=_ksm_audit.MAX_SECONDS))
+                max_scan_seconds=dict(type='int', default=_ksm_audit.MAX_SECONDS),
+                services=dict(type='bool', default=False),
+                libvirt=dict(type='bool', default=False),
+                libvirt_uri=dict(type='str', default=_libvirt.DEFAULT_URI))
+
+
+def boot_report():
+    """RV(boot): the boot unit of ksm_sysfs, whether it runs at boot, and what it writes."""
+    config = _ksm_boot.BootConfig()
+    text = config.read_text()
+    return {'unit': config.unit_path, 'installed': text is not None, 'enabled': config.enabled(),
+            'knobs': _ksm_boot.parse(text) if text is not None else {}}
+
+
+def libvirt_report(module, uri):
+    """RV(libvirt): every domain with its nosharepages, or why libvirt could not be asked."""
+    report = {'uri': uri, 'available': False, 'msg': None, 'domains': []}
+    try:
+        virsh = _libvirt.Virsh.find(module.get_bin_path, module.run_command, uri)
+        report['domains'] = _libvirt.audit(virsh)
+        report['available'] = True
+    except _libvirt.LibvirtError as err:
+        report['msg'] = err.msg
+    return report
 
 
 def main():
@@ -662,6 +848,11 @@ def main():
         if not lowest <= module.params[name] <= highest:
             module.fail_json(msg='Invalid value %d for %s: expected %d to %d' % (module.params[name], name, lowest, highest),
                              option=name)
+    if module.params['libvirt']:
+        try:
+            _libvirt.check_uri(module.params['libvirt_uri'], 'libvirt_uri')
+        except _libvirt.LibvirtError as err:
+            _errors.fail(module, err, {})
 
     ksm = _ksm.Ksm()
     page_bytes = _ksm.page_size()
@@ -675,7 +866,7 @@ def main():
     }
     result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
                   processes=[], guests=[], competing_managers={}, competing_writers=[], competing_writers_skipped=[],
-                  tuner=None)
+                  tuner=None, services=None, libvirt=None)
     # The tuner reports itself whether or not this kernel has KSM (it then says why it cannot work).
     result['tuner'] = _ksm_tuner.read_status(TUNER_STATE, TUNER_UNIT, PROC)
     try:
@@ -700,6 +891,11 @@ def main():
         result['competing_writers'] = [finding.as_dict() for finding in writers.found]
         result['competing_writers_skipped'] = writers.skipped
         result['competing_managers'] = _ksm_writers.short_form(writers.found)
+        result['boot'] = boot_report()
+        if module.params['services']:
+            result['services'] = _ksm_units.services_report(module.run_command, module.get_bin_path)
+        if module.params['libvirt']:
+            result['libvirt'] = libvirt_report(module, module.params['libvirt_uri'])
     except _errors.SamepageError as err:
         _errors.fail(module, err, result)
     except OSError as err:

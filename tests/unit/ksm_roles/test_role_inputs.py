@@ -46,6 +46,11 @@ GOOD = {
                                                  'process_poll_seconds': 0.5, 'idle_sleep_millisecs': None}},
     'samepage-setting-as-text': {'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'budget_window': '120'}},
     'samepage-off': {'ksm_enabled': False, 'ksm_tuner': 'samepage'},
+    'mixed-trust': {'ksm_tuner': 'samepage', 'ksm_nosharepages_domains': ['tenant-*', 'billing-db', 'vm[0-9][!x]'],
+                    'ksm_nosharepages_restart': True},
+    'secure-defence-in-depth': {'ksm_enabled': False, 'ksm_nosharepages_domains': ['*'], 'ksm_verify_nosharepages': True,
+                                'ksm_libvirt_uri': 'qemu+ssh://root@kvm-01/system'},
+    'secure-without-systemd': {'ksm_enabled': False, 'ksm_verify_services': False},
 }
 
 # case: (variables, text the one failure must contain)
@@ -108,6 +113,16 @@ BAD = {
                         'value of log_level must be one of: debug, info, warning, error, got: loud found in '
                         'ksm_tuner_settings'),
     'run-not-a-setting': ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
+    # the per-guest opt-out: the rules of libvirt_nosharepages itself, before anything changes
+    'domain-metachar': ({'ksm_nosharepages_domains': ['tenant-a;reboot']},
+                        "Invalid domain name or pattern in ksm_nosharepages_domains: 'tenant-a;reboot' contains ';'"),
+    'domain-blank-and-empty': ({'ksm_nosharepages_domains': ['web 01', '']},
+                               "'web 01' contains ' '; '' is empty"),
+    'domain-bang-outside-brackets': ({'ksm_nosharepages_domains': ['!tenant']}, "contains '!' outside a bracket"),
+    'domains-not-a-list': ({'ksm_nosharepages_domains': {'tenant': 1}}, 'ksm_nosharepages_domains'),
+    'restart-without-domains': ({'ksm_nosharepages_restart': True},
+                                'ksm_nosharepages_restart is true but ksm_nosharepages_domains is empty'),
+    'verify-services-not-bool': ({'ksm_verify_services': 'sometimes'}, 'ksm_verify_services'),
 }
 
 
@@ -143,6 +158,7 @@ def _text(result):
 @pytest.mark.parametrize('case', sorted(GOOD))
 def test_good_inputs_pass_both_entry_points(validation, case):
     by_host, run = validation
+    assert case in run.stats, run.output[-4000:]
     assert run.stats[case]['failed'] == 0 and run.stats[case]['changed'] == 0, (run.stats[case], run.output[-4000:])
     assert [r for r in by_host[case] if r['status'] == 'failed'] == []
 

@@ -371,3 +371,44 @@ def test_detect_virt():
     systemd = fakes.FakeSystemd(virt='kvm')
     assert _systemd.detect_virt(systemd.run_command, '/usr/bin/systemd-detect-virt') == 'kvm'
     assert _systemd.detect_virt(systemd.run_command, None) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# services_report: what ksm_info says with services=true
+
+def _report(tmp_path, systemd, name, proxmox=False, booted=True):
+    runtime = tmp_path / 'run-systemd-system'
+    if booted:
+        runtime.mkdir(exist_ok=True)
+    return _ksm_units.services_report(systemd.run_command, lambda program: '/usr/bin/' + program,
+                                      runtime_dir=str(runtime), distro=distro(name, proxmox))
+
+
+def _brief(report):
+    return [(unit['name'], unit['unit'], unit['installed'], unit['enabled'], unit['running']) for unit in report['units']]
+
+
+def test_services_report_of_debian_with_both_units(tmp_path):
+    report = _report(tmp_path, fakes.debian(), 'debian12')
+    assert report['systemd'] is True and report['reason'] is None
+    assert _brief(report) == [('ksm', 'ksm.service', True, True, True), ('ksmtuned', 'ksmtuned.service', True, True, True)]
+    assert report['units'][1]['state'] == 'active (running), enabled'
+
+
+def test_services_report_of_ubuntu_qemu_kvm_and_proxmox(tmp_path):
+    assert _brief(_report(tmp_path, fakes.ubuntu_qemu(), 'ubuntu2404')) == [
+        ('ksm', 'qemu-kvm.service', True, True, True), ('ksmtuned', 'ksmtuned.service', False, False, False)]
+    # Proxmox has no ksm unit at all: none to name
+    assert _brief(_report(tmp_path, fakes.proxmox(active=False), 'proxmox8', proxmox=True)) == [
+        ('ksm', None, False, False, False), ('ksmtuned', 'ksmtuned.service', True, True, False)]
+
+
+def test_services_report_without_systemd_or_with_a_failing_systemctl(tmp_path):
+    systemd = fakes.debian()
+    report = _report(tmp_path, systemd, 'debian12', booted=False)
+    assert report['systemd'] is False and report['units'] == [] and 'PID 1 is not systemd' in report['reason']
+    assert systemd.calls == []
+    # systemd's runtime directory is there, but systemctl cannot reach it
+    report = _report(tmp_path, fakes.debian(booted=False), 'debian12')
+    assert report['systemd'] is False and report['units'] == []
+    assert report['reason'].startswith('systemctl show') and 'Host is down' in report['reason']

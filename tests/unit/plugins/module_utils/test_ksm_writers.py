@@ -87,7 +87,8 @@ def test_ksmtuned_by_its_process(root):
     assert list(found) == ['ksmtuned']
     assert found['ksmtuned'] == {
         'name': 'ksmtuned', 'knobs': ['run', 'pages_to_scan', 'sleep_millisecs'], 'when': 'every interval',
-        'evidence': ['process ksmtuned (pid 812)'], 'ours': False, 'remedy': _ksm_writers.BY_NAME['ksmtuned'].remedy}
+        'evidence': ['process ksmtuned (pid 812)'], 'ours': False, 'remedy': _ksm_writers.BY_NAME['ksmtuned'].remedy,
+        'turns_on': True}
     assert 'samepage.ksm.ksm_service' in found['ksmtuned']['remedy']
 
 
@@ -474,3 +475,76 @@ def test_a_crowded_directory_is_cut_and_said_so(root, monkeypatch):
     scan = root.scan()
     assert scan.found == []
     assert scan.skipped == ['%s: looked at the first 2 of 4 entries only' % (root.path / 'etc' / 'tmpfiles.d')]
+
+
+# ---------------------------------------------------------------------------------------------------
+# turns_on: whether a writer can switch ksmd on (what a host that must keep KSM off checks)
+
+def _turns_on(root):
+    return {name: found['turns_on'] for name, found in root.found().items()}
+
+
+def test_writers_of_run_turn_ksm_on_by_default(root):
+    root.process(900, 'ksmtuned')
+    root.enable('ksm.service')
+    root.enable('enable-ksm.service')
+    root.process(901, 'virt-handler')
+    root.process(902, 'momd')
+    root.file('etc/systemd/system/samepage-ksm-tuner.service', '[Service]\n')
+    root.enable('samepage-ksm-tuner.service')
+    root.file('etc/systemd/system/java.service', '[Service]\nMemoryKSM=yes\n')
+    assert _turns_on(root) == {'ksmtuned': True, 'ksm.service': True, 'enable-ksm.service': True,
+                               'kubevirt-virt-handler': True, 'ovirt-mom': True, 'samepage-ksm-tuner': True,
+                               # opts processes in, writes no knob: ksmd stays as run says
+                               'systemd MemoryKSM=': False}
+
+
+@pytest.mark.parametrize('enabled, turns_on', [('0', False), ('1', True), ('AUTO', True)])
+def test_qemu_kvm_turns_ksm_on_unless_disabled(root, enabled, turns_on):
+    root.enable('qemu-kvm.service')
+    root.file('etc/default/qemu-kvm', 'KSM_ENABLED=%s\n' % enabled)
+    assert _turns_on(root) == {'qemu-kvm.service': turns_on}
+
+
+def test_qemu_kvm_without_its_defaults_file_may_turn_ksm_on(root):
+    root.enable('qemu-kvm.service')
+    assert _turns_on(root) == {'qemu-kvm.service': True}
+
+
+@pytest.mark.parametrize('lines, turns_on', [
+    ('/sys/kernel/mm/ksm/run = 1\n', True),
+    ('/sys/kernel/mm/ksm/run = 0\n', False),
+    ('/sys/kernel/mm/ksm/run = 2\n/sys/kernel/mm/ksm/pages_to_scan = 10\n', False),
+    ('/sys/kernel/mm/ksm/pages_to_scan = 10\n', False),
+])
+def test_tuned_turns_ksm_on_only_with_a_run_line_that_starts_ksmd(root, lines, turns_on):
+    root.file('etc/tuned/active_profile', 'site')
+    root.file('etc/tuned/site/tuned.conf', '[sysfs]\n' + lines)
+    assert _turns_on(root) == {'tuned': turns_on}
+
+
+def test_tuned_disablers_do_not_turn_ksm_on(root):
+    root.file('etc/tuned/active_profile', 'cpu-partitioning')
+    root.file('var/lib/tuned/ksm-masked', '')
+    assert _turns_on(root) == {'tuned': False}
+
+
+@pytest.mark.parametrize('line, turns_on', [
+    ('w /sys/kernel/mm/ksm/run - - - - 1', True),
+    ('w /sys/kernel/mm/ksm/run - - - - 2', False),
+    ('w /sys/kernel/mm/ksm/run - - - - 0', False),
+    ('w /sys/kernel/mm/ksm/run', False),                     # no argument: writes nothing
+    ('w /sys/kernel/mm/ksm/sleep_millisecs - - - - 1', False),
+])
+def test_tmpfiles_turn_ksm_on_only_with_run_not_off(root, line, turns_on):
+    root.file('etc/tmpfiles.d/ksm.conf', line + '\n')
+    assert _turns_on(root) == {'tmpfiles.d': turns_on}
+
+
+@pytest.mark.parametrize('line, turns_on', [
+    ('kernel/mm/ksm/run = 1', True), ('kernel/mm/ksm/run = 0  # off', False),
+    ('kernel/mm/ksm/pages_to_scan = 1', False),
+])
+def test_sysfsutils_turn_ksm_on_only_with_run_not_off(root, line, turns_on):
+    root.file('etc/sysfs.conf', line + '\n')
+    assert _turns_on(root) == {'sysfsutils': turns_on}

@@ -16,6 +16,7 @@ Processes are written the way the kernel prints them; a process "that exits mid-
 """
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import PAGE_SIZE, FakeKsmKernel
@@ -56,6 +57,10 @@ class FakeHost:
         # Other writers of KSM knobs are looked for under tmp_path (its proc/ is self.proc), never in the real /etc.
         self.root = tmp_path
         monkeypatch.setattr(_ksm_writers, 'ROOT', str(tmp_path))
+        # The boot configuration of ksm_sysfs, which ksm_info reports: under tmp_path too (where the ksm_sysfs
+        # tests put it).
+        self.unit_dir = tmp_path / 'etc-systemd-system'
+        monkeypatch.setattr(_ksm_boot, 'UNIT_DIR', str(self.unit_dir))
 
     def write_file(self, relative, text):
         """A file of the fake root file system (tmp_path/relative), its directories made."""

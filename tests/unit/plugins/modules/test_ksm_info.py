@@ -9,8 +9,14 @@ import json
 
 import pytest
 
+from ansible.module_utils import basic
+
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot, _ksm_units, _systemd
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
+from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import FILES_6_1, FILES_6_18, PAGE_SIZE
+from ansible_collections.samepage.ksm.tests.unit.fakes.os_release import OS_RELEASES
+from ansible_collections.samepage.ksm.tests.unit.fakes.virsh import FakeVirsh
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
 
@@ -272,7 +278,7 @@ def test_competing_writers_with_their_evidence(tmp_path, monkeypatch):
     assert any('realtime-virtual-host switches KSM off' in line for line in writers['tuned']['evidence'])
     assert writers['samepage-ksm-tuner']['ours'] is True
     for entry in result['competing_writers']:
-        assert set(entry) == {'name', 'knobs', 'when', 'evidence', 'ours', 'remedy'} and entry['remedy']
+        assert set(entry) == {'name', 'knobs', 'when', 'evidence', 'ours', 'remedy', 'turns_on'} and entry['remedy']
     # the short form: every other writer with its knobs, not the collection's own tuner
     assert result['competing_managers'] == {'ksmtuned': ['run', 'pages_to_scan', 'sleep_millisecs'],
                                             'qemu-kvm.service': ['run', 'sleep_millisecs'], 'tuned': ['run']}
@@ -380,3 +386,126 @@ def test_the_tuner_is_reported_on_a_kernel_without_ksm(tmp_path, monkeypatch):
     install_tuner(host, dict(TUNER_STATE, phase='unavailable', reason='/sys/kernel/mm/ksm does not exist'))
     result = info()
     assert result['available'] is False and result['tuner']['phase'] == 'unavailable'
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the entry point verify of the ksm role reads: boot configuration, services, libvirt domains
+
+def wire(tmp_path, monkeypatch, systemd=None, virsh=None, booted=True, distro='debian12'):
+    """The fake systemctl and virsh behind AnsibleModule.run_command (by program), systemd's runtime
+    directory and os-release under tmp_path; a program that is not there has no path."""
+    runtime = tmp_path / 'run-systemd-system'
+    if booted:
+        runtime.mkdir()
+    os_release = tmp_path / 'os-release'
+    os_release.write_text(OS_RELEASES[distro])
+    monkeypatch.setattr(_systemd, 'RUNTIME_DIR', str(runtime))
+    monkeypatch.setattr(_ksm_units, 'OS_RELEASE_PATHS', (str(os_release),))
+    monkeypatch.setattr(_ksm_units, 'PROXMOX_MARKERS', (str(tmp_path / 'pveversion'),))
+    programs = {'systemctl': systemd, 'virsh': virsh}
+
+    def run_command(module, args, **kwargs):
+        fake = programs[args[0].rsplit('/', 1)[-1]]
+        return fake.run_command(args, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda module, name, *args, **kwargs:
+                        '/usr/bin/' + name if programs.get(name) is not None else None)
+
+
+def test_boot_configuration_is_reported(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    unit = host.unit_dir / _ksm_boot.UNIT_NAME
+    assert info()['boot'] == {'unit': str(unit), 'installed': False, 'enabled': False, 'knobs': {}}
+    host.write_file('etc-systemd-system/' + _ksm_boot.UNIT_NAME, _ksm_boot.render({'run': 1, 'pages_to_scan': 500}))
+    assert info()['boot'] == {'unit': str(unit), 'installed': True, 'enabled': False,
+                              'knobs': {'run': 1, 'pages_to_scan': 500}}
+    wants = host.unit_dir / 'sysinit.target.wants'
+    wants.mkdir()
+    (wants / _ksm_boot.UNIT_NAME).symlink_to(str(unit))
+    assert info({'max_processes': 0})['boot']['enabled'] is True
+
+
+def test_services_and_libvirt_are_not_asked_by_default(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    systemd, virsh = fakes.debian(), FakeVirsh()
+    wire(tmp_path, monkeypatch, systemd, virsh)
+    result = info()
+    assert result['services'] is None and result['libvirt'] is None
+    assert systemd.calls == [] and virsh.calls == []
+
+
+def test_services_in_one_systemctl_show(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    systemd = fakes.FakeSystemd([fakes.FakeUnit('ksm.service', 'oneshot', enabled='enabled', active=True)])
+    wire(tmp_path, monkeypatch, systemd)
+    result = info({'services': True, 'max_processes': 0})
+    assert result['failed'] is False and result['changed'] is False
+    assert result['services'] == {'systemd': True, 'reason': None, 'units': [
+        {'name': 'ksm', 'unit': 'ksm.service', 'installed': True, 'enabled': True, 'running': True, 'masked': False,
+         'state': 'active (exited), enabled'},
+        {'name': 'ksmtuned', 'unit': 'ksmtuned.service', 'installed': False, 'enabled': False, 'running': False,
+         'masked': False, 'state': 'not installed'}]}
+    assert [call[1] for call in systemd.calls] == ['show']
+    assert host.kernel.writes == []
+
+
+def test_masked_services_are_neither_enabled_nor_running(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    wire(tmp_path, monkeypatch, fakes.FakeSystemd(fakes.two_units(active=False, enabled='disabled', masked=True)))
+    units = info({'services': True})['services']['units']
+    assert [(unit['name'], unit['installed'], unit['enabled'], unit['running'], unit['masked']) for unit in units] == [
+        ('ksm', True, False, False, True), ('ksmtuned', True, False, False, True)]
+
+
+def test_without_systemd_the_services_are_not_taken_for_stopped(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    systemd = fakes.debian(booted=False)
+    wire(tmp_path, monkeypatch, systemd, booted=False)
+    services = info({'services': True})['services']
+    assert services['systemd'] is False and services['units'] == []
+    assert services['reason'].startswith('systemd is not running on this host (PID 1 is not systemd')
+    assert 'cannot be asked' in services['reason']
+    assert systemd.calls == []
+
+
+def test_libvirt_domains_with_their_nosharepages(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch)
+    virsh = FakeVirsh()
+    virsh.add('tenant-a', nosharepages=True, active=True)
+    virsh.add('web01', active=True)
+    virsh.add('tenant-b', nosharepages=True)
+    virsh.add('scratch', persistent=False, active=True)
+    wire(tmp_path, monkeypatch, virsh=virsh)
+    result = info({'libvirt': True, 'max_processes': 0})
+    assert result['failed'] is False and result['changed'] is False
+    assert result['libvirt'] == {'uri': 'qemu:///system', 'available': True, 'msg': None, 'domains': [
+        {'name': 'scratch', 'persistent': False, 'active': True, 'nosharepages': None, 'running_nosharepages': False},
+        {'name': 'tenant-a', 'persistent': True, 'active': True, 'nosharepages': True, 'running_nosharepages': True},
+        {'name': 'tenant-b', 'persistent': True, 'active': False, 'nosharepages': True, 'running_nosharepages': None},
+        {'name': 'web01', 'persistent': True, 'active': True, 'nosharepages': False, 'running_nosharepages': False}]}
+    assert virsh.mutations() == [] and host.kernel.writes == []
+
+
+def test_libvirt_missing_or_down_is_reported_not_failed(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    wire(tmp_path, monkeypatch)
+    result = info({'libvirt': True})
+    assert result['failed'] is False
+    assert result['libvirt']['available'] is False and result['libvirt']['domains'] == []
+    assert result['libvirt']['msg'].startswith('virsh was not found')
+    (tmp_path / 'down').mkdir()
+    wire(tmp_path / 'down', monkeypatch, virsh=FakeVirsh(up=False))
+    result = info({'libvirt': True, 'libvirt_uri': 'qemu:///session'})
+    assert result['libvirt']['available'] is False and result['libvirt']['uri'] == 'qemu:///session'
+    assert result['libvirt']['msg'].startswith('Cannot connect to libvirt at qemu:///session')
+
+
+def test_a_bad_libvirt_uri_is_refused(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch)
+    virsh = FakeVirsh()
+    wire(tmp_path, monkeypatch, virsh=virsh)
+    result = info({'libvirt': True, 'libvirt_uri': 'qemu:///system; reboot'})
+    assert result['failed'] is True and result['option'] == 'libvirt_uri'
+    assert result['msg'].startswith("Invalid value 'qemu:///system; reboot' for libvirt_uri")
+    assert virsh.calls == []
