@@ -40,6 +40,7 @@ from ansible_collections.samepage.ksm.plugins.modules import ksm_service
 from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
 from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
 from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
+from ansible_collections.samepage.ksm.plugins.modules import ksm_writers
 from ansible_collections.samepage.ksm.plugins.modules import libvirt_nosharepages
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -53,6 +54,7 @@ MODULES = {
     'ksm_service': (ksm_service.main, ksm_service.argument_spec, {'name': 'ksm', 'state': 'started'},
                     ('systemd is not running as PID 1',)),
     'ksm_tuner': (ksm_tuner.main, ksm_tuner.argument_spec, {}, ('systemd is not running as PID 1',)),
+    'ksm_writers': (ksm_writers.main, ksm_writers.argument_spec, {'neutralise': ['qemu-kvm.service'], 'run': True}, ()),
     # virsh is not there in these tests (_libvirt.VIRSH names no program): input that passes every check
     # reaches the search for it
     'libvirt_nosharepages': (libvirt_nosharepages.main, libvirt_nosharepages.argument_spec, {'domains': ['vm1']},
