@@ -46,6 +46,9 @@ GOOD = {
                                                  'process_poll_seconds': 0.5, 'idle_sleep_millisecs': None}},
     'samepage-setting-as-text': {'ksm_tuner': 'samepage', 'ksm_tuner_settings': {'budget_window': '120'}},
     'samepage-off': {'ksm_enabled': False, 'ksm_tuner': 'samepage'},
+    'neutralise-writers': {'ksm_tuner': 'none', 'ksm_neutralise_writers': ['qemu-kvm.service', 'tuned', 'ksmtuned']},
+    'neutralise-with-ksmtuned-off': {'ksm_enabled': False, 'ksm_neutralise_writers': ['ksmtuned']},
+    'packages': {'ksm_packages': ['ksmtuned', 'qemu-kvm-common=8.2.0-1', 'ksm:amd64']},
 }
 
 # case: (variables, text the one failure must contain)
@@ -108,6 +111,13 @@ BAD = {
                         'value of log_level must be one of: debug, info, warning, error, got: loud found in '
                         'ksm_tuner_settings'),
     'run-not-a-setting': ({'ksm_settings': {'run': 1}}, 'ksm_settings.run'),
+    'neutralise-the-chosen-tuner': ({'ksm_neutralise_writers': ['ksmtuned']},
+                                    'ksm_neutralise_writers has ksmtuned, but ksm_tuner is ksmtuned'),
+    'neutralise-unknown': ({'ksm_neutralise_writers': ['ovirt-mom']}, 'ksm_neutralise_writers'),
+    # a name reaches apt's command line: one starting with - would be an option
+    'package-option': ({'ksm_packages': ['-oAPT::Get::AllowUnauthenticated=true']}, 'ksm_packages has '
+                       '"-oAPT::Get::AllowUnauthenticated=true", which is not a package name'),
+    'package-newline': ({'ksm_packages': ['ksmtuned\n']}, 'ksm_packages has "ksmtuned\\n", which is not a package'),
 }
 
 
