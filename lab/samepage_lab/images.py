@@ -29,6 +29,7 @@ SUITES = {
 PACKAGES = (
     'systemd-sysv', 'udev', 'dbus', 'openssh-server', 'python3', 'linux-image-amd64',
     'initramfs-tools', 'iproute2', 'ksmtuned', 'procps', 'kmod',
+    'tuned',     # a competing writer of KSM (tests/lab/test_writers.py); disabled at boot, below
 )
 
 DISK_SIZE = '3G'
@@ -106,6 +107,9 @@ def configure_rootfs(root, pubkey):
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive', LC_ALL='C')
     steps = (
         ['systemctl', 'enable', 'systemd-networkd.service', 'ssh.service'],
+        # TuneD is there to be proven against (tests/lab/test_writers.py starts it); a Python daemon applying a
+        # profile at every boot only costs emulated CPU elsewhere.
+        ['systemctl', 'disable', 'tuned.service'],
         ['systemctl', 'mask', 'apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer',
          'e2scrub_reap.service', 'fstrim.timer', 'systemd-networkd-wait-online.service'],
         ['update-initramfs', '-u', '-k', 'all'],

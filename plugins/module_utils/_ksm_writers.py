@@ -43,9 +43,15 @@ SYSTEMD_DIRS = ('etc/systemd/system', 'run/systemd/system', 'usr/lib/systemd/sys
 TMPFILES_DIRS = ('etc/tmpfiles.d', 'run/tmpfiles.d', 'usr/lib/tmpfiles.d', 'lib/tmpfiles.d')
 TUNED_PROFILE_DIRS = ('etc/tuned/profiles', 'etc/tuned', 'usr/lib/tuned/profiles', 'usr/lib/tuned')
 TUNED_ACTIVE_PROFILE = 'etc/tuned/active_profile'
+TUNED_PROFILE_MODE = 'etc/tuned/profile_mode'
+TUNED_PID_FILE = 'run/tuned/tuned.pid'
+# The profile that neutralise_tuned() appends to the active ones: it drops the KSM options of the profiles
+# before it (TuneD's `drop=` of a section, 2.13 and later), so TuneD leaves /sys/kernel/mm/ksm alone.
+TUNED_GUARD = 'samepage-ksm-guard'
 TUNED_KSM_MASKED = 'var/lib/tuned/ksm-masked'
 # TuneD profiles whose scripts switch KSM off (functions: disable_ksm masks ksm/ksmtuned, writes run=2).
-TUNED_KSM_DISABLERS = ('cpu-partitioning', 'cpu-partitioning-powersave', 'realtime-virtual-host')
+# realtime-virtual-host is not one: it writes run=2 through a [sysfs] line, which is read as such.
+TUNED_KSM_DISABLERS = ('cpu-partitioning', 'cpu-partitioning-powersave')
 QEMU_KVM_DEFAULTS = 'etc/default/qemu-kvm'
 TUNER_STATE = 'run/samepage-ksm/tuner.json'
 TUNER_UNIT = 'samepage-ksm-tuner.service'
@@ -86,14 +92,17 @@ WRITERS = (
            'disable ksm.service (samepage.ksm.ksm_service name=ksm enabled=false) if run must not be 1 after a boot',
            description='the ksm service of the ksmtuned package: writes run=1 when it starts', values={'run': 1}),
     Writer('qemu-kvm.service', ('run', 'sleep_millisecs'), AT_BOOT,
-           'set KSM_ENABLED (1, 0) and SLEEP_MILLISECS in /etc/default/qemu-kvm to the values you want',
+           'set KSM_ENABLED (1, 0) and SLEEP_MILLISECS in /etc/default/qemu-kvm to the values you want (the '
+           'samepage.ksm.ksm role does it with ksm_neutralise_writers: [qemu-kvm.service])',
            description="Ubuntu's qemu-kvm.service: writes run (KSM_ENABLED in /etc/default/qemu-kvm: 1, 0, or AUTO: "
                        '1 on bare metal, 0 in a VM) and sleep_millisecs (SLEEP_MILLISECS) when KSM is enabled'),
     Writer('enable-ksm.service', ('run', 'sleep_millisecs'), AT_BOOT,
            'set hardware.ksm.enable (and hardware.ksm.sleep) in the NixOS configuration to the values you want',
            description="NixOS's hardware.ksm: writes run=1 and optionally sleep_millisecs at boot"),
     Writer('tuned', ('run',), PROFILE_SWITCH,
-           'switch the TuneD profile (tuned-adm profile ...) or remove its [sysfs] /sys/kernel/mm/ksm lines',
+           'switch the TuneD profile (tuned-adm profile ...) or remove its [sysfs] /sys/kernel/mm/ksm lines (the '
+           'samepage.ksm.ksm role drops them with ksm_neutralise_writers: [tuned], through the profile %s '
+           'appended to the active ones)' % 'samepage-ksm-guard',
            description='TuneD: the [sysfs] lines of the active profile (and the profiles it includes); '
                        'cpu-partitioning and realtime-virtual-host switch KSM off (run=2, ksm units masked)',
            turns_on=False),
@@ -222,6 +231,14 @@ def unit_state(root, unit, skipped=None):
     return enabled, masked
 
 
+def _assignment(line):
+    """The match (KEY, rest) of a KEY=value line of a shell-style defaults file, or None."""
+    line = line.strip()
+    if line.startswith('export '):
+        line = line[len('export '):].strip()
+    return re.match(r'([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z', line)
+
+
 def parse_assignments(text):
     """KEY=value lines of a shell-style defaults file, as data (never sourced): {KEY: value}.
 
@@ -230,10 +247,7 @@ def parse_assignments(text):
     """
     result = {}
     for line in text.splitlines():
-        line = line.strip()
-        if line.startswith('export '):
-            line = line[len('export '):].strip()
-        match = re.match(r'([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z', line)
+        match = _assignment(line)
         if not match:
             continue
         value = match.group(2).strip()
@@ -247,6 +261,120 @@ def parse_assignments(text):
 
 
 # ---------------------------------------------------------------------------------------------------
+# TuneD: what the active profiles write to /sys/kernel/mm/ksm, merged the way TuneD merges them
+
+class TunedOption:
+    """One /sys/kernel/mm/ksm option of a TuneD plugin section (sysfs) that the merged profile keeps."""
+
+    __slots__ = ('section', 'type', 'key', 'knob', 'evidence', 'value')
+
+    def __init__(self, section, unit_type, key, knob, evidence, value=''):
+        self.section = section
+        self.type = unit_type
+        self.key = key
+        self.knob = knob
+        self.evidence = evidence
+        self.value = value          # the value the profile writes (text, as in tuned.conf)
+
+
+class TunedState:
+    """The active TuneD profiles (as listed, bounded), the KSM options their merge keeps ({(section, key):
+    TunedOption}, in the order TuneD applies them) and the evidence of profiles whose scripts switch KSM off.
+    guard_drops is what the profile TUNED_GUARD drops, when it is active."""
+
+    def __init__(self):
+        self.active = []
+        self.options = {}
+        self.disablers = []
+        self.guard_drops = {}
+
+
+def tuned_profile_file(root, profile):
+    """The tuned.conf of a profile: /etc overrides /usr/lib, and the profiles/ layout (TuneD 2.23+) the flat one."""
+    for directory in TUNED_PROFILE_DIRS:
+        path = _path(root, os.path.join(directory, profile, 'tuned.conf'))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _tuned_sections(path):
+    """[(section, {key: (value, line number, line)})] of a tuned.conf, read as data (ini-like)."""
+    sections = []
+    current = None
+    for number, line in enumerate((_read(path) or '').splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in '#;':
+            continue
+        if line.startswith('[') and line.endswith(']'):
+            current = (line[1:-1].strip(), {})
+            sections.append(current)
+            continue
+        key, sep, value = line.partition('=')
+        if sep and current is not None:
+            current[1][key.strip()] = (value.strip(), number, line)
+    return sections
+
+
+def _tuned_events(root, profile, depth, seen, events):
+    """Append what a profile does to KSM options, its includes first (TuneD merges them before it):
+    ('set', section, type, key, knob, evidence), ('drop', section, key) and ('disabler', evidence)."""
+    if profile in seen or depth > MAX_INCLUDE_DEPTH:
+        return
+    seen.add(profile)
+    path = tuned_profile_file(root, profile)
+    sections = _tuned_sections(path) if path else []
+    for name, options in sections:
+        if name == 'main' and 'include' in options:
+            includes = [item for item in re.split(r'[\s,;]+', options['include'][0]) if _PROFILE_NAME.fullmatch(item)]
+            for include in includes[:16]:
+                _tuned_events(root, include, depth + 1, seen, events)
+    if profile in TUNED_KSM_DISABLERS:
+        events.append(('disabler', 'TuneD profile %s switches KSM off in its script (run=2, ksm units masked)'
+                       % profile))
+    for name, options in sections:
+        if name in ('main', 'variables'):
+            continue
+        unit_type = options['type'][0] if 'type' in options else name
+        if 'drop' in options:
+            for key in re.split(r'\s*[,;]\s*', options['drop'][0]):
+                events.append(('drop', name, key))
+        for key, (value, number, line) in options.items():
+            if key.startswith(KSM_SYSFS):
+                knob = key[len(KSM_SYSFS):]
+                events.append(('set', name, unit_type, key, knob if _KNOB_NAME.fullmatch(knob) else knob[:64],
+                               '%s:%d: %s' % (path, number, line[:200]), value))
+
+
+def tuned_state(root=None, skip=()):
+    """The TunedState of the active profiles under root, leaving out the profiles named in skip."""
+    root = root or ROOT
+    state = TunedState()
+    text = _read(_path(root, TUNED_ACTIVE_PROFILE), 4096)
+    if text is None:
+        return state
+    state.active = [name for name in text.split() if _PROFILE_NAME.fullmatch(name)][:8]
+    for profile in state.active:
+        if profile in skip:
+            continue
+        events = []
+        _tuned_events(root, profile, 0, set(), events)
+        for event in events:
+            if event[0] == 'disabler':
+                if event[1] not in state.disablers:
+                    state.disablers.append(event[1])
+            elif event[0] == 'drop':
+                dropped = state.options.pop((event[1], event[2]), None)
+                if profile == TUNED_GUARD and dropped is not None:
+                    state.guard_drops[(event[1], event[2])] = dropped
+            else:
+                _, section, unit_type, key, knob, evidence, value = event
+                state.options.pop((section, key), None)     # moved to the end: applied last
+                state.options[(section, key)] = TunedOption(section, unit_type, key, knob, evidence, value)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------
 # One finding per writer
 
 class Finding:
@@ -255,6 +383,7 @@ class Finding:
     def __init__(self, writer):
         self.writer = writer
         self.knobs = list(writer.knobs)
+        self.values = dict(writer.values)     # knobs it is known to write with one value here
         self.evidence = []
         self.turns_on = writer.turns_on
 
@@ -352,30 +481,34 @@ class Scan:
         if ksm_enabled == '0':
             finding.knobs = ['run']     # off: only run=0 is written
             finding.turns_on = False
+            finding.values = {'run': 0}
         elif sleep is not None and re.match(r'[0-9]{1,10}\Z', sleep):
             finding.add('%s: SLEEP_MILLISECS=%s' % (path, sleep))
+            if ksm_enabled == '1':
+                finding.values = {'run': 1, 'sleep_millisecs': int(sleep)}
+        elif ksm_enabled == '1':
+            finding.values = {'run': 1}
 
     # -- TuneD ---------------------------------------------------------------------------------------
-    def tuned_profile_file(self, profile):
-        for directory in TUNED_PROFILE_DIRS:
-            path = _path(self.root, os.path.join(directory, profile, 'tuned.conf'))
-            if os.path.isfile(path):
-                return path
-        return None
-
     def scan_tuned(self):
         active_path = _path(self.root, TUNED_ACTIVE_PROFILE)
-        active = _read(active_path, 4096)
         marker = _path(self.root, TUNED_KSM_MASKED)
         evidence = []
         knobs = []
-        if active is not None:
-            profiles = [name for name in active.split() if _PROFILE_NAME.fullmatch(name)]
-            seen = set()
-            for profile in profiles[:8]:
-                self.tuned_profile(profile, 0, seen, evidence, knobs)
+        state = tuned_state(self.root)
+        if state.active:
+            for line in state.disablers:
+                evidence.append(line)
+                if 'run' not in knobs:
+                    knobs.insert(0, 'run')
+            for option in state.options.values():
+                if option.knob not in knobs:
+                    knobs.append(option.knob)
+                if option.knob == 'run' and option.value.strip() not in RUN_OFF:
+                    self.tuned_turns_on = True
+                evidence.append(option.evidence)
             if evidence:
-                evidence.insert(0, '%s: %s' % (active_path, ' '.join(profiles[:8])))
+                evidence.insert(0, '%s: %s' % (active_path, ' '.join(state.active)))
         if os.path.exists(marker):
             evidence.append('%s exists (TuneD masked ksm.service and ksmtuned.service)' % marker)
             if 'run' not in knobs:
@@ -386,42 +519,6 @@ class Scan:
             finding.turns_on = self.tuned_turns_on
             for line in evidence:
                 finding.add(line)
-
-    def tuned_profile(self, profile, depth, seen, evidence, knobs):
-        if profile in seen or depth > MAX_INCLUDE_DEPTH:
-            return
-        seen.add(profile)
-        if profile in TUNED_KSM_DISABLERS:
-            evidence.append('TuneD profile %s switches KSM off (run=2, ksm units masked)' % profile)
-            if 'run' not in knobs:
-                knobs.insert(0, 'run')
-        path = self.tuned_profile_file(profile)
-        if path is None:
-            return
-        section = None
-        includes = []
-        for number, line in enumerate((_read(path) or '').splitlines(), 1):
-            line = line.strip()
-            if not line or line[0] in '#;':
-                continue
-            if line.startswith('[') and line.endswith(']'):
-                section = line[1:-1].strip()
-                continue
-            key, sep, value = line.partition('=')
-            key, value = key.strip(), value.strip()
-            if not sep:
-                continue
-            if section == 'main' and key == 'include':
-                includes.extend(name for name in re.split(r'[\s,]+', value) if _PROFILE_NAME.fullmatch(name))
-            elif section is not None and key.startswith(KSM_SYSFS):
-                knob = key[len(KSM_SYSFS):]
-                if _KNOB_NAME.fullmatch(knob) and knob not in knobs:
-                    knobs.append(knob)
-                if knob == 'run' and value not in RUN_OFF:
-                    self.tuned_turns_on = True
-                evidence.append('%s:%d: %s' % (path, number, line[:200]))
-        for include in includes[:16]:
-            self.tuned_profile(include, depth + 1, seen, evidence, knobs)
 
     # -- boot-time files -----------------------------------------------------------------------------
     def scan_tmpfiles(self):
@@ -572,7 +669,7 @@ def overwriting(findings, applied):
     """
     result = []
     for finding in findings:
-        values = finding.writer.values
+        values = finding.values
         knobs = [knob for knob in finding.knobs
                  if knob in applied and (knob not in values or values[knob] != applied[knob])]
         if knobs:
@@ -594,3 +691,227 @@ def unmerge_warning(finding):
     writer = finding.writer
     return ('%s is running and rewrites run %s (%s): it can start ksmd again and pages can be merged again. To '
             'prevent that: %s.' % (writer.name, writer.when, '; '.join(finding.evidence[:3]), writer.remedy))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Neutralising the writers that can be switched off safely (module samepage.ksm.ksm_writers)
+
+# Writers neutralise() knows how to switch off without taking anything else away from the host.
+NEUTRALISABLE = ('qemu-kvm.service', 'tuned')
+
+
+class WriterError(Exception):
+    """A writer that cannot be neutralised safely, or a file that cannot be edited without losing data."""
+
+    def __init__(self, msg, writer=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.writer = writer
+
+
+class FileChange:
+    """One file a neutralisation writes: its text before (None: absent) and after."""
+
+    __slots__ = ('path', 'before', 'after')
+
+    def __init__(self, path, before, after):
+        self.path = path
+        self.before = before
+        self.after = after
+
+    @property
+    def changed(self):
+        return self.before != self.after
+
+
+class Neutralisation:
+    """What neutralising one writer takes: the file changes (in order), what it means, and for TuneD the
+    active profiles to switch to (tuned-adm, when TuneD runs)."""
+
+    def __init__(self, name, summary, changes=(), tuned_profiles=None):
+        self.name = name
+        self.summary = summary
+        self.changes = [change for change in changes if change.changed]
+        self.tuned_profiles = tuned_profiles
+
+    @property
+    def changed(self):
+        return bool(self.changes)
+
+
+def read_whole(path, writer):
+    """The whole text of a file that is going to be edited, None when it does not exist; WriterError when it
+    cannot be read whole as UTF-8 text (an edit would lose what could not be read)."""
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise WriterError('Cannot read %s to neutralise %s: %s' % (path, writer, err), writer)
+    if len(data) > MAX_FILE_BYTES:
+        raise WriterError('%s is larger than %d bytes: not edited to neutralise %s (edit it by hand)'
+                          % (path, MAX_FILE_BYTES, writer), writer)
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise WriterError('%s is not UTF-8 text: not edited to neutralise %s (edit it by hand)' % (path, writer),
+                          writer)
+
+
+def set_assignments(text, wanted, note):
+    """text of a shell-style defaults file with each KEY of wanted ({KEY: value}) assigned value: the line
+    that assigns it last (the one the shell keeps) is replaced, or `KEY=value` is appended after note (a
+    comment) when no line assigns it. A key that already has its value is left as it is written."""
+    current = parse_assignments(text)
+    lines = text.splitlines(True)
+    appended = []
+    for key, value in wanted.items():
+        if current.get(key) == value:
+            continue
+        last = None
+        for index, line in enumerate(lines):
+            match = _assignment(line)
+            if match and match.group(1) == key:
+                last = index
+        if last is None:
+            appended.append('%s=%s\n' % (key, value))
+        else:
+            ending = '\n' if lines[last].endswith('\n') else ''
+            lines[last] = '%s=%s%s' % (key, value, ending)
+    if appended:
+        if lines and not lines[-1].endswith('\n'):
+            lines[-1] += '\n'
+        lines.append('# %s\n' % note)
+        lines.extend(appended)
+    result = ''.join(lines)
+    parsed = parse_assignments(result)
+    if any(parsed.get(key) != value for key, value in wanted.items()):     # never write what does not read back
+        raise WriterError('Cannot set %s in a way that reads back' % ', '.join(sorted(wanted)))
+    return result
+
+
+def neutralise_qemu_kvm(root, run, sleep_millisecs=None):
+    """Ubuntu's qemu-kvm.service made to write what the caller wants: KSM_ENABLED=1 (run=1; with SLEEP_MILLISECS
+    when sleep_millisecs is given) or 0 (run=0) in /etc/default/qemu-kvm, the rest of the file kept.
+
+    No value of KSM_ENABLED makes the script leave run alone (AUTO decides by virtualisation), so the
+    writer is made to agree rather than silenced; the unit also loads the KVM modules, so it stays enabled.
+    None when the unit is not enabled (it writes nothing at boot).
+    """
+    enabled, masked = unit_state(root or ROOT, 'qemu-kvm.service')
+    if not enabled or masked:
+        return None
+    path = _path(root, QEMU_KVM_DEFAULTS)
+    before = read_whole(path, 'qemu-kvm.service')
+    wanted = {'KSM_ENABLED': '1' if run else '0'}
+    if run and sleep_millisecs is not None:
+        wanted['SLEEP_MILLISECS'] = str(int(sleep_millisecs))
+    try:
+        after = set_assignments(before or '', wanted, 'Set by samepage.ksm: the KSM settings of the ksm role')
+    except WriterError as err:
+        raise WriterError('%s in %s: %s' % (err.msg, path, 'edit it by hand'), 'qemu-kvm.service')
+    summary = 'qemu-kvm.service writes %s at boot (%s)' % (
+        ', '.join('%s=%s' % (knob, value) for knob, value in
+                  (('run', wanted['KSM_ENABLED']), ('sleep_millisecs', wanted.get('SLEEP_MILLISECS'))) if value),
+        ' '.join('%s=%s' % item for item in wanted.items()) + ' in ' + path)
+    return Neutralisation('qemu-kvm.service', summary, [FileChange(path, before, after)])
+
+
+def tuned_guard_path(root):
+    """Where the guard profile lives: the directory of user profiles of the TuneD installed (/etc/tuned/profiles
+    since TuneD 2.23, /etc/tuned before), or where it already is."""
+    existing = _path(root, os.path.join('etc/tuned/profiles', TUNED_GUARD, 'tuned.conf'))
+    flat = _path(root, os.path.join('etc/tuned', TUNED_GUARD, 'tuned.conf'))
+    for path in (existing, flat):
+        if os.path.isfile(path):
+            return path
+    if os.path.isdir(_path(root, 'usr/lib/tuned/profiles')) or os.path.isdir(_path(root, 'etc/tuned/profiles')):
+        return existing
+    return flat
+
+
+def render_guard(options):
+    """The guard profile: one section per plugin section of the active profiles that sets KSM options,
+    with the plugin type repeated (TuneD merges a section's type from the newest profile) and those options
+    dropped."""
+    sections = {}
+    for option in options:
+        sections.setdefault((option.section, option.type), [])
+        if option.key not in sections[(option.section, option.type)]:
+            sections[(option.section, option.type)].append(option.key)
+    lines = ['# Written by samepage.ksm (samepage.ksm.ksm_writers); do not edit.',
+             '# Listed after the other active TuneD profiles, it drops their /sys/kernel/mm/ksm settings, so that',
+             '# TuneD leaves KSM to samepage.ksm. Remove it from the active profiles (tuned-adm profile ...) to undo.',
+             '[main]', 'summary=Leave /sys/kernel/mm/ksm to samepage.ksm', '']
+    for (section, unit_type), keys in sorted(sections.items()):
+        lines.append('[%s]' % section)
+        lines.append('type=%s' % unit_type)
+        lines.append('drop=%s' % ','.join(keys))
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def neutralise_tuned(root):
+    """TuneD made to leave /sys/kernel/mm/ksm alone: the guard profile (TUNED_GUARD) that drops the KSM options
+    of the active profiles, appended to them (/etc/tuned/active_profile, profile_mode manual). /usr/lib/tuned
+    is never edited, and the active profiles keep everything else they set.
+
+    None when no TuneD profile is active. WriterError for what a profile does in a script (cpu-partitioning
+    masks the KSM units and unmerges): that cannot be dropped without losing the profile's purpose.
+    """
+    root = root or ROOT
+    active_path = _path(root, TUNED_ACTIVE_PROFILE)
+    text = read_whole(active_path, 'tuned')
+    if text is None or not text.split():
+        return None
+    names = text.split()
+    if len(names) > 8 or any(not _PROFILE_NAME.fullmatch(name) for name in names):
+        raise WriterError('%s lists profiles this module does not rewrite (%s): switch the profiles by hand '
+                          '(tuned-adm profile ...)' % (active_path, ' '.join(names)[:200]), 'tuned')
+    state = tuned_state(root, skip=(TUNED_GUARD,))
+    marker = _path(root, TUNED_KSM_MASKED)
+    blockers = list(state.disablers)
+    if os.path.exists(marker):
+        blockers.append('%s exists (TuneD masked ksm.service and ksmtuned.service)' % marker)
+    if blockers:
+        raise WriterError('TuneD cannot be neutralised here: %s. Its profile scripts switch KSM off, which no '
+                          'profile can drop without losing what the profile is for; switch to another profile '
+                          '(tuned-adm profile ...), then unmask ksm.service and ksmtuned.service' % '; '.join(blockers),
+                          'tuned')
+    options = list(state.options.values())
+    if not options:
+        return None
+    profiles = [name for name in names if name != TUNED_GUARD] + [TUNED_GUARD]
+    guard = tuned_guard_path(root)
+    changes = [FileChange(guard, read_whole(guard, 'tuned'), render_guard(options)),
+               FileChange(active_path, text, ' '.join(profiles) + '\n')]
+    mode_path = _path(root, TUNED_PROFILE_MODE)
+    mode = read_whole(mode_path, 'tuned')
+    if (mode or '').strip() != 'manual':
+        changes.append(FileChange(mode_path, mode, 'manual\n'))     # auto mode would choose its own profile
+    summary = 'TuneD profiles %s: %s dropped by %s' % (' '.join(profiles), ', '.join(
+        sorted(set(option.knob for option in options))), guard)
+    return Neutralisation('tuned', summary, changes, tuned_profiles=profiles)
+
+
+def tuned_running(root=None):
+    """Whether the TuneD daemon runs (its PID file), so that a switch of profiles goes through tuned-adm."""
+    return os.path.isfile(_path(root, TUNED_PID_FILE))
+
+
+def neutralise(names, root=None, run=True, sleep_millisecs=None):
+    """[Neutralisation] of the writers named (of NEUTRALISABLE) found on this host, planned from what is read
+    now and written by nobody yet. Every plan is made before anything is written, so one writer that cannot
+    be neutralised fails the task with nothing changed (WriterError)."""
+    plans = []
+    for name in names:
+        if name == 'qemu-kvm.service':
+            plan = neutralise_qemu_kvm(root, run, sleep_millisecs)
+        elif name == 'tuned':
+            plan = neutralise_tuned(root)
+        else:
+            raise WriterError('%s cannot be neutralised: expected one of %s' % (name, ', '.join(NEUTRALISABLE)), name)
+        if plan is not None:
+            plans.append(plan)
+    return plans

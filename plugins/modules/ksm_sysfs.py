@@ -133,6 +133,16 @@ options:
         the boot configuration will change back at the next boot).
     type: bool
     default: false
+  handled_writers:
+    description:
+      - Other writers of the knobs that the caller deals with itself - stops, removes or neutralises them
+        (M(samepage.ksm.ksm_service), M(samepage.ksm.ksm_tuner), M(samepage.ksm.ksm_writers)) - around this task.
+        They are not warned about and not listed in RV(competing_writers).
+      - Names as in RV(samepage.ksm.ksm_info#module:competing_writers) (V(ksmtuned), V(ksm.service),
+        V(qemu-kvm.service), V(tuned), V(samepage-ksm-tuner), ...). An unknown name fails the task.
+    type: list
+    elements: str
+    default: []
   persist_mode:
     description:
       - How O(persist=true) combines this task's knobs with those already persisted.
@@ -464,6 +474,7 @@ def argument_spec():
         skip_missing=dict(type='bool', default=False),
         persist=dict(type='bool', default=False),
         persist_mode=dict(type='str', choices=list(_ksm_boot.MODES), default='merge'),
+        handled_writers=dict(type='list', elements='str', default=[]),
     )
     spec.update(_options.memory_check())
     spec.update(_options.host_lock())
@@ -492,6 +503,7 @@ class SysfsTask:
         self.ksm = _ksm.Ksm()
         self.result = dict(changed=False, writes=[], skipped_knobs=[])
         self.boot_committed = False
+        self.handled = set()
 
     # -- what is asked ------------------------------------------------------------------------------
     def wanted(self, state, nodes):
@@ -516,6 +528,7 @@ class SysfsTask:
     def run(self):
         params = self.params
         result = self.result
+        self.handled = self.handled_writers()     # an unknown name fails before anything is read or written
         state = self.ksm.read_state()
         nodes = _ksm.numa_nodes_with_memory()
         before = knobs_of(state)
@@ -591,11 +604,25 @@ class SysfsTask:
         self.result['persisted'] = persisted
         return boot_plan, persisted
 
+    def handled_writers(self):
+        """The writers of handled_writers, checked against the ones _ksm_writers knows."""
+        handled = self.params['handled_writers']
+        unknown = [name for name in handled if name not in _ksm_writers.BY_NAME]
+        if unknown:
+            raise _ksm.KsmError('Invalid value %r for handled_writers: %s is not a writer of KSM knobs (expected '
+                                'names from: %s)' % (handled, unknown[0][:100], ', '.join(_ksm_writers.BY_NAME)),
+                                option='handled_writers')
+        return set(handled)
+
     def warn_competing_managers(self, applied):
-        """Warn about every other writer that will overwrite a knob the task set (warnings only)."""
+        """Warn about every other writer that will overwrite a knob the task set (warnings only), but those
+        the caller deals with (handled_writers)."""
+        handled = self.handled
         overwriting = _ksm_writers.overwriting(_ksm_writers.find().found, applied)
         writers = []
         for finding, knobs in overwriting:
+            if finding.writer.name in handled:
+                continue
             entry = finding.as_dict()
             entry['knobs'] = knobs
             writers.append(entry)

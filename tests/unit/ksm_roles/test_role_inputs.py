@@ -51,6 +51,9 @@ GOOD = {
     'secure-defence-in-depth': {'ksm_enabled': False, 'ksm_nosharepages_domains': ['*'], 'ksm_verify_nosharepages': True,
                                 'ksm_libvirt_uri': 'qemu+ssh://root@kvm-01/system'},
     'secure-without-systemd': {'ksm_enabled': False, 'ksm_verify_services': False},
+    'neutralise-writers': {'ksm_tuner': 'none', 'ksm_neutralise_writers': ['qemu-kvm.service', 'tuned', 'ksmtuned']},
+    'neutralise-with-ksmtuned-off': {'ksm_enabled': False, 'ksm_neutralise_writers': ['ksmtuned']},
+    'packages': {'ksm_packages': ['ksmtuned', 'qemu-kvm-common=8.2.0-1', 'ksm:amd64']},
 }
 
 # case: (variables, text the one failure must contain)
@@ -123,6 +126,13 @@ BAD = {
     'restart-without-domains': ({'ksm_nosharepages_restart': True},
                                 'ksm_nosharepages_restart is true but ksm_nosharepages_domains is empty'),
     'verify-services-not-bool': ({'ksm_verify_services': 'sometimes'}, 'ksm_verify_services'),
+    'neutralise-the-chosen-tuner': ({'ksm_neutralise_writers': ['ksmtuned']},
+                                    'ksm_neutralise_writers has ksmtuned, but ksm_tuner is ksmtuned'),
+    'neutralise-unknown': ({'ksm_neutralise_writers': ['ovirt-mom']}, 'ksm_neutralise_writers'),
+    # a name reaches apt's command line: one starting with - would be an option
+    'package-option': ({'ksm_packages': ['-oAPT::Get::AllowUnauthenticated=true']}, 'ksm_packages has '
+                       '"-oAPT::Get::AllowUnauthenticated=true", which is not a package name'),
+    'package-newline': ({'ksm_packages': ['ksmtuned\n']}, 'ksm_packages has "ksmtuned\\n", which is not a package'),
 }
 
 

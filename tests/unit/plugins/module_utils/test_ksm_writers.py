@@ -191,12 +191,25 @@ def test_tuned_etc_profile_overrides_the_vendor_one(root):
     assert root.found() == {}
 
 
-@pytest.mark.parametrize('profile', ['realtime-virtual-host', 'cpu-partitioning'])
+@pytest.mark.parametrize('profile', ['cpu-partitioning', 'cpu-partitioning-powersave'])
 def test_tuned_profiles_that_switch_ksm_off(root, profile):
     root.file('etc/tuned/active_profile', profile + '\n')
     found = root.found()['tuned']
     assert found['knobs'] == ['run']
     assert any('%s switches KSM off' % profile in line for line in found['evidence'])
+
+
+def test_tuned_realtime_virtual_host_writes_run_through_sysfs(root):
+    # TuneD's realtime-virtual-host: run=2 in [sysfs], a script that does not touch KSM (unlike cpu-partitioning).
+    root.file('etc/tuned/active_profile', 'realtime-virtual-host\n')
+    root.file('usr/lib/tuned/profiles/realtime/tuned.conf', '[main]\nsummary=Realtime\n[sysctl]\nkernel.hung_task_timeout_secs = 600\n')
+    path = root.file('usr/lib/tuned/profiles/realtime-virtual-host/tuned.conf',
+                     '[main]\nsummary=KVM host, realtime guests\ninclude=realtime\n\n[sysfs]\n'
+                     '# stop ksmd, unmerge all pages\n/sys/kernel/mm/ksm/run = 2\n\n[script]\nscript=${i:PROFILE_DIR}/script.sh\n')
+    found = root.found()['tuned']
+    assert found['knobs'] == ['run']
+    assert '%s:7: /sys/kernel/mm/ksm/run = 2' % path in found['evidence']
+    assert not any('switches KSM off' in line for line in found['evidence'])
 
 
 def test_tuned_custom_profile_including_a_disabler(root):

@@ -41,6 +41,7 @@ from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
 from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
 from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
 from ansible_collections.samepage.ksm.plugins.modules import ksmtuned_config
+from ansible_collections.samepage.ksm.plugins.modules import ksm_writers
 from ansible_collections.samepage.ksm.plugins.modules import libvirt_nosharepages
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.fake_host import FakeHost
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -58,6 +59,7 @@ MODULES = {
     # that passes every check reaches the write
     'ksmtuned_config': (ksmtuned_config.main, ksmtuned_config.argument_spec,
                         {'path': '/dev/null/ksmtuned.conf', 'hook_dir': '/dev/null/qemu.d'}, ('Cannot write',)),
+    'ksm_writers': (ksm_writers.main, ksm_writers.argument_spec, {'neutralise': ['qemu-kvm.service'], 'run': True}, ()),
     # virsh is not there in these tests (_libvirt.VIRSH names no program): input that passes every check
     # reaches the search for it
     'libvirt_nosharepages': (libvirt_nosharepages.main, libvirt_nosharepages.argument_spec, {'domains': ['vm1']},

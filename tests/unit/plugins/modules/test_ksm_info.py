@@ -264,6 +264,8 @@ def test_competing_writers_with_their_evidence(tmp_path, monkeypatch):
     host.enable_unit('qemu-kvm.service')
     defaults = host.write_file('etc/default/qemu-kvm', 'KSM_ENABLED=AUTO\nSLEEP_MILLISECS=200\n')
     host.write_file('etc/tuned/active_profile', 'realtime-virtual-host\n')
+    profile = host.write_file('usr/lib/tuned/profiles/realtime-virtual-host/tuned.conf',
+                              '[main]\ninclude=realtime\n[sysfs]\n/sys/kernel/mm/ksm/run = 2\n')
     host.write_file('etc/systemd/system/samepage-ksm-tuner.service', '[Service]\n')
     host.enable_unit('samepage-ksm-tuner.service')
     result = info({'max_processes': 0})
@@ -275,7 +277,7 @@ def test_competing_writers_with_their_evidence(tmp_path, monkeypatch):
     assert writers['ksmtuned']['when'] == 'every interval' and writers['ksmtuned']['ours'] is False
     assert '%s: KSM_ENABLED=AUTO' % defaults in writers['qemu-kvm.service']['evidence']
     assert writers['qemu-kvm.service']['knobs'] == ['run', 'sleep_millisecs']
-    assert any('realtime-virtual-host switches KSM off' in line for line in writers['tuned']['evidence'])
+    assert '%s:4: /sys/kernel/mm/ksm/run = 2' % profile in writers['tuned']['evidence']
     assert writers['samepage-ksm-tuner']['ours'] is True
     for entry in result['competing_writers']:
         assert set(entry) == {'name', 'knobs', 'when', 'evidence', 'ours', 'remedy', 'turns_on'} and entry['remedy']

@@ -468,6 +468,24 @@ def test_writers_that_overwrite_only_the_knobs_the_task_set(host):
     assert 'KSM_ENABLED' in warning and '/etc/default/qemu-kvm' in warning
 
 
+def test_handled_writers_are_not_warned_about(host):
+    # The ksm role stops ksmtuned right after it sets the knobs (ksm_tuner: none): no warning about it then.
+    host.add_process(4242, 'ksmtuned')
+    host.enable_unit('qemu-kvm.service')
+    result = sysfs({'run': True, 'pages_to_scan': 500, 'handled_writers': ['ksmtuned']})
+    assert result['failed'] is False and result['changed'] is True
+    assert [entry['name'] for entry in result['competing_writers']] == ['qemu-kvm.service']
+    assert len(result['warnings']) == 1 and result['warnings'][0].startswith('qemu-kvm.service writes')
+    assert 'ksm_neutralise_writers: [qemu-kvm.service]' in result['warnings'][0]
+
+
+def test_handled_writers_unknown_name_fails_before_anything_is_written(host):
+    result = sysfs({'run': True, 'handled_writers': ['ksmtuned', 'ksmtune']})
+    assert result['failed'] is True and result['changed'] is False and result['option'] == 'handled_writers'
+    assert "ksmtune is not a writer of KSM knobs" in result['msg']
+    assert host.kernel.writes == []
+
+
 def test_ksm_service_overwrites_run_false_only(host):
     host.enable_unit('ksm.service')
     assert sysfs({'run': True})['competing_writers'] == []
