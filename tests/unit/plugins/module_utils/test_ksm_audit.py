@@ -193,8 +193,8 @@ def test_scan_reads_the_per_process_files_of_every_kernel(proc):
     # 6.4: merged pages and profit in ksm_stat (no zero pages yet); ksm_merging_pages is not needed
     make_proc(proc, 250, 'vm-64\n', 'ksm_rmap_items 20\nksm_merging_pages 5\nksm_process_profit -8192\n')
     # 6.5-6.13: zero pages, no merge_any/mergeable lines
-    make_proc(proc, 200, 'vm-65\n', 'ksm_rmap_items 50\nksm_zero_pages 4\nksm_merging_pages 40\n'
-                                   'ksm_process_profit 159744\n', '40\n')
+    make_proc(proc, 200, 'vm-65\n', 'ksm_rmap_items 50\nksm_zero_pages 4\nksm_merging_pages 40\nksm_process_profit 159744\n',
+              '40\n')
     # 6.14+: opted in as a whole (prctl), nothing merged yet
     make_proc(proc, 300, 'merge-any\n', stat_6_18(merge_any=True, mergeable=True), '0\n')
     # 5.19-6.0: no ksm_stat
