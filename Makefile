@@ -26,7 +26,7 @@ build docs:
 docs-site:
 	@$(CI) docs-site
 
-## installed  the built tarball installed: nothing developer-only in it, ansible-test units + sanity on it
+## installed  the built tarball installed: nothing developer-only in it, playbooks by name, ansible-test units + the sanity tests that can differ on it
 installed:
 	@$(CI) installed
 

@@ -13,8 +13,9 @@
 #   tools/ci.sh units        pytest tests/unit under both controllers; module_utils tests on 3.8 and 3.9
 #   tools/ci.sh lint         ansible-lint --profile production
 #   tools/ci.sh docs-site    the docs site (antsibull-docs sphinx-init + Sphinx) built offline, no warnings
-#   tools/ci.sh installed    the built tarball installed: nothing developer-only shipped, ansible-test units and
-#                            sanity run on the installed content
+#   tools/ci.sh installed    the built tarball installed: nothing developer-only shipped, the collection playbooks
+#                            found by name, ansible-test units and the sanity tests that can differ on the
+#                            installed content
 #   tools/ci.sh importer     galaxy-importer (flake8 on) on the built tarball: no error, no warning
 #   tools/ci.sh ee           ansible-builder create for meta/execution-environment.yml, the context checked
 #   tools/ci.sh sanity       ansible-test sanity (all tests, no ignore file) with ansible-core 2.21 and 2.19
@@ -661,12 +662,60 @@ installed_checks() {  # venv installed-collection-dir
     return $failed
 }
 
+# What can differ between the repository's tree (sanity stage: every test) and the installed collection:
+# the set of files (build_ignore may leave out something a plugin needs) and where the collection's version
+# comes from (MANIFEST.json instead of galaxy.yml); ansible-galaxy copies each shipped file byte for byte.
+# So only the tests that look across files or at the metadata run again: import (every plugin and
+# module_utils imports from what is shipped, on every target Python), validate-modules (doc fragments,
+# module_utils, version_added against the installed version), runtime-metadata (meta/runtime.yml against
+# the shipped plugins and version) and action-plugin-docs (plugin layout). The tests of one file's own
+# text (compile, pylint, pep8, yamllint, shellcheck, shebang, line-endings, no-*, use-*, ...) give the same
+# answer on the same bytes, changelog and ignores read what the sanity stage reads, and ansible-doc of every
+# module and role of the installed tarball is the build stage's.
+INSTALLED_SANITY_TESTS="import validate-modules runtime-metadata action-plugin-docs"
+
 installed_sanity() {  # venv installed-collection-dir
-    local venv=$1 dest=$2
-    say "-- ansible-test sanity on the installed collection, $(ansible_version "$venv"), Pythons: $(target_pythons)"
-    (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity --venv --color no --truncate 0) 2>&1 \
+    local venv=$1 dest=$2 tests=() test
+    for test in $INSTALLED_SANITY_TESTS; do tests+=(--test "$test"); done
+    say "-- ansible-test sanity on the installed collection ($INSTALLED_SANITY_TESTS), $(ansible_version "$venv"), Pythons: $(target_pythons)"
+    (cd "$dest" && PATH="$CACHE/pythons:$PATH" "$venv/bin/ansible-test" sanity "${tests[@]}" --venv --color no --truncate 0) 2>&1 \
         | { grep --line-buffered -vE "$PIP_NOISE" || true; }
     return "${PIPESTATUS[0]}"
+}
+
+# The collection playbooks as users reach them: by name from a directory that holds nothing of the
+# collection, with only the installed tree on the collections path (so the roles are found there or not
+# at all), and by path inside the installed tree (site.yml imports playbooks/site.yml). --syntax-check,
+# then --list-tasks, which also loads the roles' task files (inventory/example is shipped).
+installed_playbooks() {  # venv installed-collection-dir work-dir
+    local venv=$1 dest=$2 work=$3 mode output rc path failed=0
+    local playbooks=(samepage.ksm.site samepage.ksm.report "$dest/site.yml" "$dest/playbooks/report.yml")
+    mkdir -p "$work/elsewhere"
+    for mode in --syntax-check --list-tasks; do
+        rc=0
+        output=$(cd "$work/elsewhere" && ANSIBLE_COLLECTIONS_PATH=$work/collections ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
+            "$venv/bin/ansible-playbook" -i "$dest/inventory/example" "$mode" "${playbooks[@]}" 2>&1) || rc=$?
+        if [ $rc -ne 0 ]; then
+            printf '%s\n' "$output"
+            say "FAILED: ansible-playbook $mode ${playbooks[*]} (exit $rc)"
+            failed=1
+            continue
+        fi
+        # Each name resolved to the installed tree, in order: site, report, site, report.
+        path=$(sed -n 's/^playbook: //p' <<<"$output" | tr '\n' ' ')
+        if [ "$path" != "$dest/playbooks/site.yml $dest/playbooks/report.yml $dest/site.yml $dest/playbooks/report.yml " ]; then
+            printf '%s\n' "$output"
+            say "FAILED: ansible-playbook $mode read other playbooks than the installed ones: $path"
+            failed=1
+        fi
+    done
+    if [ $failed -eq 0 ] && ! grep -q 'samepage.ksm.ksmtuned : Start and enable ksmtuned' <<<"$output"; then
+        printf '%s\n' "$output"
+        say "FAILED: ansible-playbook --list-tasks samepage.ksm.site does not list the roles' tasks"
+        failed=1
+    fi
+    [ $failed -eq 1 ] || say "ok: samepage.ksm.site and samepage.ksm.report by name, site.yml and playbooks/report.yml by path, from the installed collection (--syntax-check, --list-tasks)"
+    return $failed
 }
 
 installed_run() {  # work-dir
@@ -683,6 +732,7 @@ installed_run() {  # work-dir
     done
     [ -s "$dest/COPYING" ] || { say "FAILED: no COPYING in $(basename "$tarball")"; failed=1; }
     [ $failed -eq 1 ] || say "ok: $(basename "$tarball") ships no developer-only path ($DEVELOPER_ONLY)"
+    installed_playbooks "$(venv_b)" "$dest" "$work" || failed=1
     installed_checks "$(venv_b)" "$dest" || failed=1
     return $failed
 }

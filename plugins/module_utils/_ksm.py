@@ -1116,7 +1116,12 @@ def merge_across_nodes_for(policy, nodes):
                    option='merge_across_nodes')
 
 
-def _parse_ksm_stat(text):
+def parse_ksm_stat(text):
+    """/proc/<pid>/ksm_stat as {field: value}: integers, and booleans for the "key: yes/no" lines (6.14+).
+
+    Lines this collection does not know are kept (as integers, or as text when not a number); an empty
+    file (a kernel thread, a process without memory) gives {}.
+    """
     stats = {}
     for line in text.splitlines():
         parts = line.split()
@@ -1134,15 +1139,6 @@ def _parse_ksm_stat(text):
     return stats
 
 
-def parse_ksm_stat(text):
-    """/proc/<pid>/ksm_stat as {field: value}: integers, and booleans for the "key: yes/no" lines (6.14+).
-
-    Lines this collection does not know are kept (as integers, or as text when not a number); an empty
-    file (a kernel thread, a process without memory) gives {}.
-    """
-    return _parse_ksm_stat(text)
-
-
 PER_PROCESS_FILES = ('ksm_stat', 'ksm_merging_pages')
 
 
@@ -1150,54 +1146,3 @@ def per_process_files(proc_dir=None):
     """Which per-process KSM files this kernel has (looked up on /proc/self)."""
     base = os.path.join(proc_dir or PROC_DIR, 'self')
     return [name for name in PER_PROCESS_FILES if os.path.exists(os.path.join(base, name))]
-
-
-def process_savings(limit=None, proc_dir=None, page_bytes=None):
-    """KSM figures per process, largest merging first.
-
-    Uses /proc/<pid>/ksm_stat (6.1+; fields grow with the kernel) or /proc/<pid>/ksm_merging_pages
-    (5.19+). Only processes that take part in KSM are listed (merged pages, rmap items or opted in).
-    A process that exits while it is read is skipped.
-    """
-    page_bytes = page_bytes or page_size()
-    proc_dir = proc_dir or PROC_DIR
-    rows = []
-    for entry in os.listdir(proc_dir):
-        if not entry.isdigit():
-            continue
-        base = os.path.join(proc_dir, entry)
-        try:
-            stats = {}
-            try:
-                with open(os.path.join(base, 'ksm_stat')) as handle:
-                    stats = _parse_ksm_stat(handle.read())
-            except OSError as err:
-                if err.errno != errno.ENOENT:
-                    raise
-            if 'ksm_merging_pages' not in stats:
-                # 5.19-6.0 have no ksm_stat; 6.1-6.3 have one without ksm_merging_pages.
-                with open(os.path.join(base, 'ksm_merging_pages')) as handle:
-                    stats['ksm_merging_pages'] = int(handle.read().strip() or 0)
-            with open(os.path.join(base, 'comm')) as handle:
-                command = handle.read().strip()
-        except (OSError, ValueError):
-            continue  # gone, a kernel thread, or a kernel without per-process KSM files
-        merging = stats.get('ksm_merging_pages', 0)
-        takes_part = (merging, stats.get('ksm_rmap_items'), stats.get('ksm_zero_pages'),
-                      stats.get('ksm_mergeable'), stats.get('ksm_merge_any'))
-        if not any(takes_part):
-            continue
-        row = {
-            'pid': int(entry),
-            'command': command,
-            'merging_pages': merging,
-            'merging_bytes': merging * page_bytes,
-        }
-        for key, field in (('ksm_rmap_items', 'rmap_items'), ('ksm_zero_pages', 'zero_pages'),
-                           ('ksm_process_profit', 'profit'), ('ksm_mergeable', 'mergeable'),
-                           ('ksm_merge_any', 'merge_any')):
-            if key in stats:
-                row[field] = stats[key]
-        rows.append(row)
-    rows.sort(key=lambda row: (-row['merging_pages'], -row.get('profit', 0), row['pid']))
-    return rows if limit is None else rows[:limit]

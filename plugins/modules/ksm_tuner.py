@@ -93,7 +93,8 @@ options:
   python:
     description:
       - Absolute path of the Python interpreter (3.8 or newer) that runs the daemon.
-      - Defaults to the interpreter running this module (C(ansible_python_interpreter)).
+      - Defaults to the interpreter running this module (C(ansible_python_interpreter)) when not set; an
+        empty value is refused.
     type: path
 notes:
   - The unit is hardened (C(NoNewPrivileges), C(ProtectSystem=strict), C(ProtectKernelTunables) with only
@@ -242,9 +243,14 @@ class KsmTuner:
         if state == 'absent':
             names = list(_ksm_tuner.program_files({name: '' for name in _ksm_tuner.SOURCES}, PROGRAM_DIR))
             return {path: None for path in names + [CONFIG_PATH, UNIT_PATH]}
-        python = self.params['python'] or sys.executable
+        python = self.params['python']
+        if python is None:
+            python = sys.executable
+        # An empty value (often a variable that rendered to nothing) is refused like any other non-path,
+        # not taken for "unset".
         if not python or not os.path.isabs(python):
-            raise KsmError('Invalid python %r: expected the absolute path of a Python 3.8+ interpreter' % (python,))
+            raise KsmError('Invalid python %r: expected the absolute path of a Python 3.8+ interpreter (leave python '
+                           'unset to use the interpreter that runs this module). Nothing was changed.' % (python,))
         if not os.access(python, os.X_OK):
             raise KsmError('python %s is not an executable file on this host' % python)
         try:

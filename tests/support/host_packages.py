@@ -55,13 +55,26 @@ def require(programs):
 
 
 def end_process(process, timeout=30):
-    """End a child process this test started (subprocess.Popen): SIGTERM, then SIGKILL if it has not
-    exited within `timeout` seconds; reaps it either way."""
-    if process.poll() is not None:
-        return
-    process.terminate()
+    """End a child process this test started (subprocess.Popen) and close the pipes the test holds to it.
+
+    Its standard input, when a pipe, is closed first: a child that ends at end of input (merge_workload.py
+    --until-eof) ends on its own, as it would if the test died. Then SIGTERM, and SIGKILL if it has not
+    exited within `timeout` seconds; it is reaped either way.
+    """
     try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        if process.stdin is not None:
+            try:
+                process.stdin.close()
+            except BrokenPipeError:     # unwritten input, and the child has gone already
+                pass
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -180,20 +180,11 @@ class MergeableWorkload:
     def stop(self):
         if self.process is None:
             return
+        # Imported here: the lab copies this file alone into its guests, where only main() runs.
+        from ansible_collections.samepage.ksm.tests.support.host_packages import end_process
         try:
-            if self.process.poll() is None:
-                try:
-                    if self.churn:
-                        self.process.terminate()
-                    self.process.stdin.close()   # the child exits at end of input
-                    self.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            end_process(self.process)   # closes stdin first: a child with --until-eof ends on its own
         finally:
-            for stream in (self.process.stdin, self.process.stdout):
-                if stream and not stream.closed:
-                    stream.close()
             self.process = None
 
     def __enter__(self):

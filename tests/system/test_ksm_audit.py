@@ -82,7 +82,6 @@ class QemuGuest:
         if self.process is None:
             return False
         end_process(self.process)
-        self.process.stderr.close()
         self.process = None
         return False
 

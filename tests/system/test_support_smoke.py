@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module, run_playbook
+from ansible_collections.samepage.ksm.tests.support.host_packages import end_process
 from ansible_collections.samepage.ksm.tests.support.ksm_host import LOCK_PATH, ksm_host_guard
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
@@ -123,3 +124,32 @@ def test_guard_restores_when_the_body_fails(ksm_host):
                                                                before['sleep_millisecs'] + 7)}
             raise ZeroDivisionError('the test body failed')
     assert ksm_host.differences() == {}
+
+
+# A child that ignores SIGTERM, says so, then reads its standard input until the end and exits 0.
+DEAF_TO_SIGTERM = ('import signal, sys\n'
+                   'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+                   'print("ready", flush=True)\n'
+                   'sys.stdin.buffer.read() if sys.argv[1:] == ["read"] else signal.pause()\n')
+
+
+def deaf_child(*args):
+    process = subprocess.Popen([sys.executable, '-c', DEAF_TO_SIGTERM] + list(args), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b'ready\n'
+    return process
+
+
+def test_end_process_closes_standard_input_first():
+    # SIGTERM is ignored: only the end of its input ends this child, well before the timeout (then SIGKILL).
+    process = deaf_child('read')
+    end_process(process, timeout=120)
+    assert process.returncode == 0
+    assert process.stdin.closed and process.stdout.closed
+
+
+def test_end_process_kills_what_outlives_the_timeout():
+    process = deaf_child()
+    end_process(process, timeout=1)
+    assert process.returncode == -9
+    assert process.stdin.closed and process.stdout.closed

@@ -828,81 +828,15 @@ def test_merge_across_nodes_for_refuses_unknown_policy():
     assert "'sometimes'" in err.msg and 'auto, always or never' in err.msg
 
 
-# --- processes -----------------------------------------------------------------------------------------
+# --- processes (their figures are read by _ksm_audit.scan: tests/unit/plugins/module_utils/test_ksm_audit.py) ---
 
-def make_proc(root, pid, files):
-    directory = root / str(pid)
-    directory.mkdir()
-    for name, text in files.items():
-        (directory / name).write_text(text)
-
-
-@pytest.fixture
-def proc(tmp_path):
-    root = tmp_path / 'proc'
-    root.mkdir()
-    # 6.1: ksm_stat has only rmap items; merged pages come from ksm_merging_pages
-    make_proc(root, 100, {'comm': 'qemu-61\n', 'ksm_stat': 'ksm_rmap_items 12\n', 'ksm_merging_pages': '3\n'})
-    # 6.4: merged pages and profit in ksm_stat (no zero pages yet); ksm_merging_pages is not needed
-    make_proc(root, 250, {'comm': 'qemu-64\n',
-                          'ksm_stat': 'ksm_rmap_items 20\nksm_merging_pages 5\nksm_process_profit -8192\n'})
-    # 6.5-6.13
-    make_proc(root, 200, {'comm': 'qemu-system-x86\n',
-                          'ksm_stat': 'ksm_rmap_items 50\nksm_zero_pages 4\nksm_merging_pages 40\n'
-                                      'ksm_process_profit 159744\n',
-                          'ksm_merging_pages': '40\n'})
-    # 6.14+: opted in (prctl), nothing merged yet
-    make_proc(root, 300, {'comm': 'merge-any\n',
-                          'ksm_stat': 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\n'
-                                      'ksm_process_profit 0\nksm_merge_any: yes\nksm_mergeable: yes\n',
-                          'ksm_merging_pages': '0\n'})
-    # 5.19-6.0: no ksm_stat
-    make_proc(root, 400, {'comm': 'old-kernel\n', 'ksm_merging_pages': '7\n'})
-    # exited between listing and reading: ksm_stat read, comm gone
-    make_proc(root, 500, {'ksm_stat': 'ksm_rmap_items 9\nksm_merging_pages 9\n'})
-    # kernel thread: the files read empty
-    make_proc(root, 2, {'comm': 'kthreadd\n', 'ksm_stat': '', 'ksm_merging_pages': ''})
-    # an ordinary process that takes no part in KSM
-    make_proc(root, 700, {'comm': 'bash\n',
-                          'ksm_stat': 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\n'
-                                      'ksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: no\n',
-                          'ksm_merging_pages': '0\n'})
-    # gone entirely
-    (root / '800').mkdir()
-    (root / 'self').mkdir()
-    (root / 'self' / 'ksm_stat').write_text('')
-    (root / 'meminfo').write_text('MemTotal: 1 kB\n')
-    return str(root)
-
-
-def test_process_savings(proc):
-    rows = _ksm.process_savings(proc_dir=proc, page_bytes=PAGE)
-    assert [row['pid'] for row in rows] == [200, 400, 250, 100, 300]
-    assert rows[0] == {'pid': 200, 'command': 'qemu-system-x86', 'merging_pages': 40, 'merging_bytes': 40 * PAGE,
-                       'rmap_items': 50, 'zero_pages': 4, 'profit': 159744}
-    assert rows[1] == {'pid': 400, 'command': 'old-kernel', 'merging_pages': 7, 'merging_bytes': 7 * PAGE}
-    assert rows[2] == {'pid': 250, 'command': 'qemu-64', 'merging_pages': 5, 'merging_bytes': 5 * PAGE,
-                       'rmap_items': 20, 'profit': -8192}
-    assert rows[3] == {'pid': 100, 'command': 'qemu-61', 'merging_pages': 3, 'merging_bytes': 3 * PAGE,
-                       'rmap_items': 12}
-    assert rows[4] == {'pid': 300, 'command': 'merge-any', 'merging_pages': 0, 'merging_bytes': 0,
-                       'rmap_items': 0, 'zero_pages': 0, 'profit': 0, 'mergeable': True, 'merge_any': True}
-
-
-def test_process_savings_limit(proc):
-    assert [row['pid'] for row in _ksm.process_savings(limit=2, proc_dir=proc, page_bytes=PAGE)] == [200, 400]
-    assert _ksm.process_savings(limit=0, proc_dir=proc, page_bytes=PAGE) == []
-
-
-def test_process_savings_orders_equal_merging_by_profit(tmp_path):
-    root = tmp_path / 'proc'
-    root.mkdir()
-    for pid, profit in ((10, -4096), (11, 8192), (12, 8192)):
-        make_proc(root, pid, {'comm': 'p%d\n' % pid,
-                              'ksm_stat': 'ksm_rmap_items 5\nksm_merging_pages 2\nksm_process_profit %d\n' % profit})
-    assert [row['pid'] for row in _ksm.process_savings(proc_dir=str(root), page_bytes=PAGE)] == [11, 12, 10]
-
-
-def test_per_process_files(proc, tmp_path):
-    assert _ksm.per_process_files(proc) == ['ksm_stat']
-    assert _ksm.per_process_files(str(tmp_path)) == []
+@pytest.mark.parametrize('files, found', [
+    (('ksm_stat', 'ksm_merging_pages'), ['ksm_stat', 'ksm_merging_pages']),   # 6.1+
+    (('ksm_merging_pages',), ['ksm_merging_pages']),                        # 5.19-6.0
+    ((), []),                                                               # older
+])
+def test_per_process_files(tmp_path, files, found):
+    (tmp_path / 'self').mkdir()
+    for name in files:
+        (tmp_path / 'self' / name).write_text('')
+    assert _ksm.per_process_files(str(tmp_path)) == found

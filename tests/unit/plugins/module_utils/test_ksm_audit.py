@@ -187,6 +187,37 @@ def test_scan_tells_guests_and_processes_apart(proc):
                        'complete': True, 'skipped': [], 'rmap_items_per_merging_page_limit': 64}
 
 
+def test_scan_reads_the_per_process_files_of_every_kernel(proc):
+    # Linux 6.1: ksm_stat has only the rmap items; the merged pages come from ksm_merging_pages
+    make_proc(proc, 100, 'vm-61\n', 'ksm_rmap_items 12\n', '3\n')
+    # 6.4: merged pages and profit in ksm_stat (no zero pages yet); ksm_merging_pages is not needed
+    make_proc(proc, 250, 'vm-64\n', 'ksm_rmap_items 20\nksm_merging_pages 5\nksm_process_profit -8192\n')
+    # 6.5-6.13: zero pages, no merge_any/mergeable lines
+    make_proc(proc, 200, 'vm-65\n', 'ksm_rmap_items 50\nksm_zero_pages 4\nksm_merging_pages 40\nksm_process_profit 159744\n',
+              '40\n')
+    # 6.14+: opted in as a whole (prctl), nothing merged yet
+    make_proc(proc, 300, 'merge-any\n', stat_6_18(merge_any=True, mergeable=True), '0\n')
+    # 5.19-6.0: no ksm_stat
+    make_proc(proc, 400, 'old-kernel\n', merging_pages='7\n')
+    # equal merging: the larger profit first, then the pid
+    for pid, profit in ((510, -4096), (511, 8192), (512, 8192)):
+        make_proc(proc, pid, 'p%d\n' % pid, 'ksm_rmap_items 5\nksm_merging_pages 2\nksm_process_profit %d\n' % profit)
+    result = _ksm_audit.scan(str(proc), PAGE)
+
+    assert [row['pid'] for row in result.rows] == [200, 400, 250, 100, 511, 512, 510, 300]
+    assert result.rows[0] == {'pid': 200, 'command': 'vm-65', 'merging_pages': 40, 'merging_bytes': 40 * PAGE,
+                              'rmap_items': 50, 'zero_pages': 4, 'profit': 159744}
+    assert result.rows[1] == {'pid': 400, 'command': 'old-kernel', 'merging_pages': 7, 'merging_bytes': 7 * PAGE}
+    assert result.rows[2] == {'pid': 250, 'command': 'vm-64', 'merging_pages': 5, 'merging_bytes': 5 * PAGE,
+                              'rmap_items': 20, 'profit': -8192}
+    assert result.rows[3] == {'pid': 100, 'command': 'vm-61', 'merging_pages': 3, 'merging_bytes': 3 * PAGE,
+                              'rmap_items': 12}
+    assert result.rows[-1] == {'pid': 300, 'command': 'merge-any', 'merging_pages': 0, 'merging_bytes': 0,
+                               'rmap_items': 0, 'zero_pages': 0, 'profit': 0, 'mergeable': True, 'merge_any': True}
+    assert result.guests == [] and result.opted_in == [{'pid': 300, 'command': 'merge-any'}]
+    assert result.read == result.seen == 8 and result.skipped == []
+
+
 def test_an_opted_out_guest_on_a_kernel_without_ksm_mergeable_is_judged_by_smaps(proc):
     stat_6_5 = 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\n'
     areas = '7f00-7f10 rw-p 00000000 00:00 0\nSize: 4 kB\nVmFlags: rd wr mr mw me ac sd\n'

@@ -205,6 +205,16 @@ def test_relative_python_is_refused(host):
     assert host.tree() == {}
 
 
+def test_empty_python_is_refused_not_taken_for_the_default(host):
+    # An empty value (a variable that rendered to nothing) is not "unset": the daemon would otherwise
+    # quietly run under the interpreter of this module run.
+    result = host.run(python='')
+    assert result['failed'] is True and result['changed'] is False
+    assert "Invalid python '': expected the absolute path of a Python 3.8+ interpreter" in result['msg']
+    assert 'leave python unset' in result['msg']
+    assert host.tree() == {} and host.systemd.calls == []
+
+
 def test_stopped_and_disabled(host):
     host.run()
     first, second, third, fourth = host.four_steps(state='stopped', enabled=False)
