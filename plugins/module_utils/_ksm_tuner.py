@@ -29,7 +29,6 @@ import errno
 import json
 import math
 import os
-import pkgutil
 import re
 import select
 import signal
@@ -283,57 +282,12 @@ def render(mapping, manager='samepage.ksm.ksm_tuner'):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The program as installed on a host: a package with copies of these sources, and an entry script
+# The program as installed on a host (by samepage.ksm.ksm_tuner through _program): a package with copies
+# of these sources, and an entry script that calls main()
 
 PROGRAM_DIR = '/usr/lib/samepage-ksm'
-PACKAGE = 'samepage_ksm'
 SOURCES = ('_errors.py', '_ksm.py', '_ksm_tuner.py')
 ENTRY = PROGRAM
-
-
-def _read_sibling(name):
-    """A file next to this one, through this module's loader (a zipimporter inside AnsiballZ, a file
-    loader elsewhere), then the package's loader, then the file system."""
-    path = os.path.join(os.path.dirname(__file__), name)
-    loader = globals().get('__loader__')
-    if loader is not None and hasattr(loader, 'get_data'):
-        try:
-            return loader.get_data(path)
-        except OSError:
-            pass
-    try:
-        data = pkgutil.get_data(__package__ or PACKAGE, name)
-    except (OSError, ImportError, ValueError):
-        data = None
-    if data is not None:
-        return data
-    with open(path, 'rb') as handle:
-        return handle.read()
-
-
-def read_sources():
-    """{file name: text} of the module_utils files the daemon needs, read through the import system (works
-    in an AnsiballZ zip and in an installed copy alike): the host runs exactly the code the module has."""
-    return {name: _read_sibling(name).decode('utf-8') for name in SOURCES}
-
-
-def entry_script(program_dir=PROGRAM_DIR):
-    """The script ExecStart runs (with `python3 -I`, so only the program directory is added to the path)."""
-    return ('# samepage-ksm-tuner: the adaptive KSM tuner of the Ansible collection samepage.ksm.\n'
-            '# Installed by samepage.ksm.ksm_tuner; the package next to it holds the code.\n'
-            'import sys\n'
-            'sys.path.insert(0, %r)\n'
-            'from %s import _ksm_tuner  # noqa: E402\n'
-            'sys.exit(_ksm_tuner.main())\n' % (program_dir, PACKAGE))
-
-
-def program_files(sources, program_dir=PROGRAM_DIR):
-    """{path: text} of every file of the program under program_dir."""
-    files = {os.path.join(program_dir, ENTRY): entry_script(program_dir),
-             os.path.join(program_dir, PACKAGE, '__init__.py'): '# samepage.ksm tuner package (installed copies)\n'}
-    for name, text in sources.items():
-        files[os.path.join(program_dir, PACKAGE, name)] = text
-    return files
 
 
 UNIT_NAME = 'samepage-ksm-tuner.service'
