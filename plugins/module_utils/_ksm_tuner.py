@@ -728,33 +728,14 @@ class Policy:
 # ---------------------------------------------------------------------------------------------------
 # What the daemon reads besides /sys/kernel/mm/ksm
 
-def clock_ticks():
-    try:
-        return os.sysconf('SC_CLK_TCK')
-    except (ValueError, OSError):  # pragma: no cover
-        return 100
-
-
 class KsmdCpu:
-    """ksmd's CPU seconds (utime + stime of /proc/<ksmd pid>/stat). The pid is looked up once."""
+    """ksmd's CPU seconds (utime + stime of /proc/<ksmd pid>/stat, read by _ksm). The pid is looked up once."""
 
     def __init__(self, proc_dir='/proc'):
         self.proc_dir = proc_dir
         self.pid = None
         self.next_lookup = 0.0
-        self.ticks = float(clock_ticks())
-
-    def _find(self):
-        for entry in os.listdir(self.proc_dir):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(os.path.join(self.proc_dir, entry, 'comm')) as handle:
-                    if handle.read().strip() == 'ksmd':
-                        return int(entry)
-            except OSError:
-                continue
-        return None
+        self.ticks = float(_ksm.clock_ticks())
 
     def __call__(self, now=None):
         """Seconds of CPU ksmd has used, or None when there is no ksmd (looked for again after a minute)."""
@@ -762,17 +743,16 @@ class KsmdCpu:
         if self.pid is None:
             if now < self.next_lookup:
                 return None
-            self.pid = self._find()
+            try:
+                self.pid = _ksm.find_ksmd(self.proc_dir)
+            except OSError:
+                self.pid = None
             if self.pid is None:
                 self.next_lookup = now + 60
                 return None
         try:
-            with open(os.path.join(self.proc_dir, str(self.pid), 'stat')) as handle:
-                text = handle.read()
-            fields = text[text.rindex(')') + 2:].split()
-            # after "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based)
-            return (int(fields[11]) + int(fields[12])) / self.ticks
-        except (OSError, ValueError, IndexError):
+            return _ksm.process_cpu_seconds(self.pid, self.proc_dir, self.ticks)
+        except (OSError, ValueError):
             self.pid = None
             return None
 
