@@ -367,6 +367,8 @@ IDLE = 'idle'               # a full scan gains (almost) nothing: idle rate
 THROTTLED = 'throttled'     # the CPU budget holds the rate below what the phase wants
 PAUSED = 'paused'           # the CPU budget is spent for now: run=0 (merged pages kept)
 GATED = 'gated'             # pressure gate closed: run=0 (merged pages kept)
+# Every phase the state file may name: the policy's, and the daemon's own (stopped, error, unavailable).
+PHASES = (FAST, IDLE, THROTTLED, PAUSED, GATED, 'stopped', 'error', 'unavailable')
 
 MIN_FAST_SCANS = 2          # nothing merges in the first full pass: judge a fast phase after two
 WAITING_SECONDS = 10.0      # ksmd told to run that scans nothing for this long waits for mergeable memory

@@ -173,8 +173,8 @@ class ProgramTask:
     A subclass sets `unit` (the unit enabled and started), `unit_paths` (unit files: a change needs
     daemon-reload), `diff_paths` (files shown in the diff), `what` (for messages) and implements
     wanted_files(state) -> Files and extra() -> {key: value} added to every result. It may override
-    before_start(), run just before the unit is started or restarted (not in check mode too: it is told).
-    States: started, stopped, absent.
+    after_start(), run once the unit has been started or restarted (in check mode too: self.do() predicts),
+    and prune(paths), which removes the directories a removal left empty. States: started, stopped, absent.
     """
 
     unit = None
@@ -204,8 +204,12 @@ class ProgramTask:
         return ('systemd is not running as PID 1 on this host (%s does not exist): %s runs under systemd (%s). '
                 'Nothing was changed.' % (_systemd.RUNTIME_DIR, self.what, self.unit))
 
-    def before_start(self):
-        """Called before the unit is started or restarted."""
+    def after_start(self):
+        """Called once the unit has been started or restarted."""
+
+    def prune(self, removed):
+        """Remove the directories the removed files leave empty."""
+        self.files.remove_empty_dirs(removed)
 
     # -- steps ------------------------------------------------------------------------------------
     def do(self, verb, unit=None, predict=None):
@@ -241,7 +245,7 @@ class ProgramTask:
             if not self.check_mode:
                 self.files.write()
                 self.written = changed_files
-                self.files.remove_empty_dirs(changed_files)
+                self.prune(changed_files)
             if unit_changed:
                 self.do('daemon-reload', None, lambda: self._set(load_state='not-found', unit_file_state=''))
             return self.result()
@@ -258,11 +262,11 @@ class ProgramTask:
         started = dict(active_state='active', sub_state=self.running_sub_state(), condition_result='yes')
         if state == 'started':
             if not running:
-                self.before_start()
                 self.do('start', self.unit, lambda: self._set(**started))
+                self.after_start()
             elif changed_files:
-                self.before_start()
                 self.do('restart', self.unit, lambda: self._set(**started))
+                self.after_start()
         elif running:
             self.do('stop', self.unit, lambda: self._set(**stopped))
         if not self.check_mode:
