@@ -29,6 +29,8 @@ SUITES = {
 PACKAGES = (
     'systemd-sysv', 'udev', 'dbus', 'openssh-server', 'python3', 'linux-image-amd64',
     'initramfs-tools', 'iproute2', 'ksmtuned', 'procps', 'kmod',
+    # tests/lab/test_lab_metrics.py: node_exporter serves samepage.ksm.ksm_metrics' file, curl scrapes it
+    'prometheus-node-exporter', 'curl',
 )
 
 DISK_SIZE = '3G'
