@@ -58,7 +58,7 @@ options:
         C(samepage_ksm.prom) in it. Created (mode 0755) when missing.
       - The default is Debian's and Ubuntu's (package C(prometheus-node-exporter)); other packages use for example
         C(/var/lib/node_exporter/textfile_collector).
-      - An absolute path of letters, digits and C(. _ / + @ : = , -).
+      - An absolute path made of letters, digits and the characters C(._/+@:=,-).
     type: path
     default: /var/lib/prometheus/node-exporter
   interval:
