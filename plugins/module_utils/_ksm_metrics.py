@@ -163,20 +163,24 @@ def metric_name(name, knob):
     return PREFIX + re.sub(r'_millisecs$', '', base) + suffix, GAUGE, divisor
 
 
+def first_sentence(knob):
+    """What a file is, for HELP: the first sentence of the catalogue's description (the rest is about writing it)."""
+    return re.split(r'(?<=\.) ', knob.description)[0].rstrip('.')
+
+
 def kernel_file_family(name, value, knob):
     """The family of one file of /sys/kernel/mm/ksm, or None for a value that is not a number (a file of a
     newer kernel that prints text)."""
     path = '/sys/kernel/mm/ksm/' + name
     if knob is not None and knob.kind == _ksm.CHOICE:
-        family = Family(PREFIX + name, GAUGE, '%s (%s): 1 for the mode in effect.'
-                        % (knob.description.rstrip('.'), path))
+        family = Family(PREFIX + name, GAUGE, '%s (%s): 1 for the mode in effect.' % (first_sentence(knob), path))
         for choice in knob.choices:
             family.add(1 if value == choice else 0, mode=choice)
         return family
     if not _number(value):
         return None
     metric, kind, divisor = metric_name(name, knob)
-    text = knob.description.rstrip('.') if knob is not None else 'A file this collection does not know'
+    text = first_sentence(knob) if knob is not None else 'A file this collection does not know'
     text = '%s (%s%s).' % (text, path, ', there in %s' % knob.unit if divisor != 1 else '')
     if isinstance(value, bool):
         value = int(value)

@@ -51,14 +51,14 @@ samepage_ksm_available 1
 # HELP samepage_ksm_page_size_bytes Page size: the unit of the page counts.
 # TYPE samepage_ksm_page_size_bytes gauge
 samepage_ksm_page_size_bytes 4096
-# HELP samepage_ksm_advisor_max_cpu_ratio CPU budget of ksmd for the scan-time advisor. The kernel stores it in 32 bits and silently truncates larger values, so they are refused here (/sys/kernel/mm/ksm/advisor_max_cpu, there in percent of one CPU).
+# HELP samepage_ksm_advisor_max_cpu_ratio CPU budget of ksmd for the scan-time advisor (/sys/kernel/mm/ksm/advisor_max_cpu, there in percent of one CPU).
 # TYPE samepage_ksm_advisor_max_cpu_ratio gauge
 samepage_ksm_advisor_max_cpu_ratio 0.7
-# HELP samepage_ksm_advisor_mode none: pages_to_scan is set by hand; scan-time: the kernel advisor sets it. Changing the mode resets pages_to_scan (/sys/kernel/mm/ksm/advisor_mode): 1 for the mode in effect.
+<ADVISOR_MODE_HELP>
 # TYPE samepage_ksm_advisor_mode gauge
 samepage_ksm_advisor_mode{mode="none"} 0
 samepage_ksm_advisor_mode{mode="scan-time"} 1
-# HELP samepage_ksm_pages_to_scan Pages ksmd scans per batch. Refused by the kernel (EINVAL) while advisor_mode is scan-time (/sys/kernel/mm/ksm/pages_to_scan).
+# HELP samepage_ksm_pages_to_scan Pages ksmd scans per batch (/sys/kernel/mm/ksm/pages_to_scan).
 # TYPE samepage_ksm_pages_to_scan gauge
 samepage_ksm_pages_to_scan 100
 # HELP samepage_ksm_sleep_seconds Pause of ksmd between batches (/sys/kernel/mm/ksm/sleep_millisecs, there in milliseconds).
@@ -67,7 +67,7 @@ samepage_ksm_sleep_seconds 0.02
 # HELP samepage_ksm_use_zero_pages Merge empty pages into the kernel zero page (affects future merges only) (/sys/kernel/mm/ksm/use_zero_pages).
 # TYPE samepage_ksm_use_zero_pages gauge
 samepage_ksm_use_zero_pages 1
-# HELP samepage_ksm_max_page_sharing Maximum sharers of one KSM page. Can change only while no page is shared (/sys/kernel/mm/ksm/max_page_sharing).
+# HELP samepage_ksm_max_page_sharing Maximum sharers of one KSM page (/sys/kernel/mm/ksm/max_page_sharing).
 # TYPE samepage_ksm_max_page_sharing gauge
 samepage_ksm_max_page_sharing 256
 # HELP samepage_ksm_run 0: ksmd stopped, merged pages kept; 1: ksmd scans; 2: stop and unmerge every page (/sys/kernel/mm/ksm/run).
@@ -151,7 +151,8 @@ samepage_ksm_competing_writer{writer="ksmtuned"} 1
 # HELP samepage_ksm_competing_writers How many other writers of KSM knobs were found.
 # TYPE samepage_ksm_competing_writers gauge
 samepage_ksm_competing_writers 1
-'''
+'''.replace('<ADVISOR_MODE_HELP>', '# HELP samepage_ksm_advisor_mode none: pages_to_scan is set by hand; scan-time: the '
+                                  'kernel advisor sets it (/sys/kernel/mm/ksm/advisor_mode): 1 for the mode in effect.')
 
 
 def test_exposition_of_a_snapshot_is_exact():
