@@ -151,8 +151,9 @@ samepage_ksm_competing_writer{writer="ksmtuned"} 1
 # HELP samepage_ksm_competing_writers How many other writers of KSM knobs were found.
 # TYPE samepage_ksm_competing_writers gauge
 samepage_ksm_competing_writers 1
-'''.replace('<ADVISOR_MODE_HELP>', '# HELP samepage_ksm_advisor_mode none: pages_to_scan is set by hand; scan-time: the '
-                                  'kernel advisor sets it (/sys/kernel/mm/ksm/advisor_mode): 1 for the mode in effect.')
+'''.replace('<ADVISOR_MODE_HELP>', (
+    '# HELP samepage_ksm_advisor_mode none: pages_to_scan is set by hand; scan-time: the kernel advisor sets it '
+    '(/sys/kernel/mm/ksm/advisor_mode): 1 for the mode in effect.'))
 
 
 def test_exposition_of_a_snapshot_is_exact():
