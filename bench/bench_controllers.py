@@ -188,12 +188,13 @@ class Tuner:
         self.work = None
 
     def start(self, host):
-        from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
+        from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner, _program
+        from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
         self.work = tempfile.mkdtemp(prefix='bench-tuner-')
         # The program as samepage.ksm.ksm_tuner installs it (entry script + package of the module_utils
         # copies), its configuration as the module renders it, run as the unit runs it (python -I).
         program_dir = os.path.join(self.work, 'program')
-        for path, text in _ksm_tuner.program_files(_ksm_tuner.read_sources(), program_dir).items():
+        for path, text in ksm_tuner.program_files(_program.read_sources(_ksm_tuner.SOURCES), program_dir).items():
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as handle:
                 handle.write(text)

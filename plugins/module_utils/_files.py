@@ -62,15 +62,19 @@ class FileSet:
             return True
         return self.wanted[path] is not None and self.current_modes[path] != self.mode(path)
 
-    def changed(self):
+    def changed_files(self):
         return [path for path in sorted(self.wanted) if self.differs(path)]
+
+    def changed(self):
+        """What write() changes, as paths (a subclass may add more than files)."""
+        return self.changed_files()
 
     def write(self):
         """Stage every new file next to its target first, then rename them all into place; then remove
         the files that must not exist. A failure while staging leaves every target as it was."""
         staged = []
         try:
-            for path in self.changed():
+            for path in self.changed_files():
                 text = self.wanted[path]
                 if text is None:
                     continue
@@ -92,7 +96,7 @@ class FileSet:
                     pass
             raise FileError('Cannot write %s: %s. Nothing was changed.' % (err.filename or self.what,
                                                                             err.strerror or err))
-        removals = [path for path in self.changed() if self.wanted[path] is None and self.current[path] is not None]
+        removals = [path for path in self.changed_files() if self.wanted[path] is None and self.current[path] is not None]
         try:
             for temporary, path in staged:
                 os.rename(temporary, path)

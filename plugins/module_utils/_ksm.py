@@ -1100,6 +1100,73 @@ def numa_nodes_with_memory(node_dir=None):
         return [0]
 
 
+# ---------------------------------------------------------------------------------------------------
+# ksmd, the kernel thread that scans: its CPU
+
+PF_KTHREAD = 0x00200000     # include/linux/sched.h: the flags field of /proc/<pid>/stat says "kernel thread"
+
+
+def clock_ticks():
+    """Clock ticks per second of /proc/<pid>/stat's times (USER_HZ)."""
+    try:
+        return os.sysconf('SC_CLK_TCK')
+    except (ValueError, OSError):  # pragma: no cover
+        return 100
+
+
+def _stat_fields(text):
+    """The fields of a /proc/<pid>/stat line after "pid (comm) " (the comm may hold spaces and parentheses):
+    index 0 is the state (field 3 of proc(5)), so field N of proc(5) is index N - 3."""
+    return text[text.rindex(')') + 2:].split()
+
+
+def find_ksmd(proc_dir=None):
+    """Process id of the ksmd kernel thread, or None: the lowest pid whose comm is ksmd and whose stat flags
+    say kernel thread (a user process may call itself ksmd)."""
+    proc_dir = proc_dir or PROC_DIR
+    for pid in sorted(int(entry) for entry in os.listdir(proc_dir) if entry.isdigit()):
+        base = os.path.join(proc_dir, str(pid))
+        try:
+            with open(os.path.join(base, 'comm')) as handle:
+                if handle.read().strip() != 'ksmd':
+                    continue
+            with open(os.path.join(base, 'stat')) as handle:
+                flags = int(_stat_fields(handle.read())[6])
+        except (OSError, ValueError, IndexError):
+            continue
+        if flags & PF_KTHREAD:
+            return pid
+    return None
+
+
+def process_cpu_seconds(pid, proc_dir=None, ticks=None):
+    """CPU seconds a process has used (utime + stime, fields 14 and 15 of /proc/<pid>/stat); OSError when
+    it is gone, ValueError when the line cannot be parsed."""
+    with open(os.path.join(proc_dir or PROC_DIR, str(pid), 'stat')) as handle:
+        text = handle.read()
+    try:
+        fields = _stat_fields(text)
+        return (int(fields[11]) + int(fields[12])) / float(ticks or clock_ticks())
+    except IndexError:
+        raise ValueError('not a /proc/<pid>/stat line: %r' % text[:200])
+
+
+def read_ksmd(proc_dir=None):
+    """{pid, cpu_seconds, source} of ksmd (cpu_seconds: utime + stime since boot, a counter), or None when
+    no ksmd thread is found (a kernel without KSM, or a /proc that hides kernel threads)."""
+    proc_dir = proc_dir or PROC_DIR
+    pid = find_ksmd(proc_dir)
+    if pid is None:
+        return None
+    ticks = clock_ticks()
+    try:
+        seconds = process_cpu_seconds(pid, proc_dir, ticks)
+    except (OSError, ValueError):
+        return None
+    return {'pid': pid, 'cpu_seconds': round(seconds, 2),
+            'source': '%s/%d/stat: utime + stime, in clock ticks of 1/%d s' % (proc_dir, pid, ticks)}
+
+
 def merge_across_nodes_for(policy, nodes):
     """The merge_across_nodes value a NUMA merge policy means on a host with these memory nodes.
 

@@ -35,7 +35,7 @@ import re
 import struct
 import time
 
-from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
+from . import _ksm
 
 # Defaults of the bounds (ksm_info's max_scan_processes and max_scan_seconds).
 MAX_READ = 10000

@@ -29,7 +29,6 @@ import errno
 import json
 import math
 import os
-import pkgutil
 import re
 import select
 import signal
@@ -283,57 +282,12 @@ def render(mapping, manager='samepage.ksm.ksm_tuner'):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The program as installed on a host: a package with copies of these sources, and an entry script
+# The program as installed on a host (by samepage.ksm.ksm_tuner through _program): a package with copies
+# of these sources, and an entry script that calls main()
 
 PROGRAM_DIR = '/usr/lib/samepage-ksm'
-PACKAGE = 'samepage_ksm'
 SOURCES = ('_errors.py', '_ksm.py', '_ksm_tuner.py')
 ENTRY = PROGRAM
-
-
-def _read_sibling(name):
-    """A file next to this one, through this module's loader (a zipimporter inside AnsiballZ, a file
-    loader elsewhere), then the package's loader, then the file system."""
-    path = os.path.join(os.path.dirname(__file__), name)
-    loader = globals().get('__loader__')
-    if loader is not None and hasattr(loader, 'get_data'):
-        try:
-            return loader.get_data(path)
-        except OSError:
-            pass
-    try:
-        data = pkgutil.get_data(__package__ or PACKAGE, name)
-    except (OSError, ImportError, ValueError):
-        data = None
-    if data is not None:
-        return data
-    with open(path, 'rb') as handle:
-        return handle.read()
-
-
-def read_sources():
-    """{file name: text} of the module_utils files the daemon needs, read through the import system (works
-    in an AnsiballZ zip and in an installed copy alike): the host runs exactly the code the module has."""
-    return {name: _read_sibling(name).decode('utf-8') for name in SOURCES}
-
-
-def entry_script(program_dir=PROGRAM_DIR):
-    """The script ExecStart runs (with `python3 -I`, so only the program directory is added to the path)."""
-    return ('# samepage-ksm-tuner: the adaptive KSM tuner of the Ansible collection samepage.ksm.\n'
-            '# Installed by samepage.ksm.ksm_tuner; the package next to it holds the code.\n'
-            'import sys\n'
-            'sys.path.insert(0, %r)\n'
-            'from %s import _ksm_tuner  # noqa: E402\n'
-            'sys.exit(_ksm_tuner.main())\n' % (program_dir, PACKAGE))
-
-
-def program_files(sources, program_dir=PROGRAM_DIR):
-    """{path: text} of every file of the program under program_dir."""
-    files = {os.path.join(program_dir, ENTRY): entry_script(program_dir),
-             os.path.join(program_dir, PACKAGE, '__init__.py'): '# samepage.ksm tuner package (installed copies)\n'}
-    for name, text in sources.items():
-        files[os.path.join(program_dir, PACKAGE, name)] = text
-    return files
 
 
 UNIT_NAME = 'samepage-ksm-tuner.service'
@@ -413,6 +367,8 @@ IDLE = 'idle'               # a full scan gains (almost) nothing: idle rate
 THROTTLED = 'throttled'     # the CPU budget holds the rate below what the phase wants
 PAUSED = 'paused'           # the CPU budget is spent for now: run=0 (merged pages kept)
 GATED = 'gated'             # pressure gate closed: run=0 (merged pages kept)
+# Every phase the state file may name: the policy's, and the daemon's own (stopped, error, unavailable).
+PHASES = (FAST, IDLE, THROTTLED, PAUSED, GATED, 'stopped', 'error', 'unavailable')
 
 MIN_FAST_SCANS = 2          # nothing merges in the first full pass: judge a fast phase after two
 WAITING_SECONDS = 10.0      # ksmd told to run that scans nothing for this long waits for mergeable memory
@@ -774,33 +730,14 @@ class Policy:
 # ---------------------------------------------------------------------------------------------------
 # What the daemon reads besides /sys/kernel/mm/ksm
 
-def clock_ticks():
-    try:
-        return os.sysconf('SC_CLK_TCK')
-    except (ValueError, OSError):  # pragma: no cover
-        return 100
-
-
 class KsmdCpu:
-    """ksmd's CPU seconds (utime + stime of /proc/<ksmd pid>/stat). The pid is looked up once."""
+    """ksmd's CPU seconds (utime + stime of /proc/<ksmd pid>/stat, read by _ksm). The pid is looked up once."""
 
     def __init__(self, proc_dir='/proc'):
         self.proc_dir = proc_dir
         self.pid = None
         self.next_lookup = 0.0
-        self.ticks = float(clock_ticks())
-
-    def _find(self):
-        for entry in os.listdir(self.proc_dir):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(os.path.join(self.proc_dir, entry, 'comm')) as handle:
-                    if handle.read().strip() == 'ksmd':
-                        return int(entry)
-            except OSError:
-                continue
-        return None
+        self.ticks = float(_ksm.clock_ticks())
 
     def __call__(self, now=None):
         """Seconds of CPU ksmd has used, or None when there is no ksmd (looked for again after a minute)."""
@@ -808,17 +745,16 @@ class KsmdCpu:
         if self.pid is None:
             if now < self.next_lookup:
                 return None
-            self.pid = self._find()
+            try:
+                self.pid = _ksm.find_ksmd(self.proc_dir)
+            except OSError:
+                self.pid = None
             if self.pid is None:
                 self.next_lookup = now + 60
                 return None
         try:
-            with open(os.path.join(self.proc_dir, str(self.pid), 'stat')) as handle:
-                text = handle.read()
-            fields = text[text.rindex(')') + 2:].split()
-            # after "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based)
-            return (int(fields[11]) + int(fields[12])) / self.ticks
-        except (OSError, ValueError, IndexError):
+            return _ksm.process_cpu_seconds(self.pid, self.proc_dir, self.ticks)
+        except (OSError, ValueError):
             self.pid = None
             return None
 

@@ -30,6 +30,10 @@ description:
   - "On request it also reports, in the same module run, the KSM services as systemd sees them (O(services),
     one C(systemctl show)) and every libvirt domain with its C(nosharepages) (O(libvirt), through C(virsh)): all
     that the entry point C(verify) of the role C(samepage.ksm.ksm) needs to prove that a host shares no memory."
+  - Reports what ksmd has cost (RV(ksmd), its CPU seconds from C(/proc/<pid>/stat)) and whether the host could
+    afford to unmerge now (RV(unmerge_headroom), the memory check of M(samepage.ksm.ksm_unmerge)).
+  - The metrics writer of M(samepage.ksm.ksm_metrics) exposes these same figures to Prometheus; both read them
+    through the same code.
 options:
   max_processes:
     description:
@@ -72,6 +76,13 @@ options:
       - The libvirt connection URI asked with O(libvirt=true) (C(virsh -c)).
     type: str
     default: qemu:///system
+  memory_margin:
+    description:
+      - The safety margin of RV(unmerge_headroom) - memory to keep free when judging whether an unmerge fits,
+        as M(samepage.ksm.ksm_unmerge) judges it (same option, same rule).
+      - A percentage of total memory (V(5%)) or a size with an optional binary unit (V(512M), V(2G), V(0)).
+    type: str
+    default: '5%'
 extends_documentation_fragment:
   - samepage.ksm._ksm.attributes
 attributes:
@@ -275,6 +286,71 @@ savings:
         is shared.
       type: float
       sample: 15.0
+ksmd:
+  description:
+    - The kernel thread that scans and merges, and the CPU it has used since boot - what KSM costs.
+    - V(null) when no ksmd thread is found in C(/proc) (a C(/proc) that hides kernel threads) and when KSM is
+      not available.
+  returned: always
+  type: dict
+  contains:
+    pid:
+      description: Process id of the C(ksmd) kernel thread.
+      type: int
+      sample: 37
+    cpu_seconds:
+      description:
+        - CPU seconds ksmd has used since boot (C(utime) + C(stime)), a counter - the rate of two readings is
+          ksmd's share of a core.
+      type: float
+      sample: 239.35
+    source:
+      description: Where the figure comes from - the file and its fields, and the clock tick they count in.
+      type: str
+      sample: "/proc/37/stat: utime + stime, in clock ticks of 1/100 s"
+  sample: {pid: 37, cpu_seconds: 239.35, source: "/proc/37/stat: utime + stime, in clock ticks of 1/100 s"}
+unmerge_headroom:
+  description:
+    - Whether the host could unmerge every KSM page now (C(run=2)), judged as M(samepage.ksm.ksm_unmerge) judges it
+      - an unmerge needs RV(unmerge_headroom.needed_bytes) and may use C(MemAvailable) plus free swap minus the
+      margin O(memory_margin).
+  returned: when RV(available) is true
+  type: dict
+  contains:
+    needed_bytes:
+      description: What the unmerge allocates - (C(pages_sharing) + C(ksm_zero_pages)) times the page size.
+      type: int
+      sample: 62914560
+    mem_available_bytes:
+      description: C(MemAvailable) of C(/proc/meminfo) (C(MemFree) on kernels without it).
+      type: int
+      sample: 21474836480
+    swap_free_bytes:
+      description: C(SwapFree) of C(/proc/meminfo).
+      type: int
+      sample: 0
+    memory_margin:
+      description: O(memory_margin) as given.
+      type: str
+      sample: 5%
+    margin_bytes:
+      description: O(memory_margin) in bytes (a percentage of C(MemTotal) resolved).
+      type: int
+      sample: 1288490188
+    budget_bytes:
+      description: What the unmerge may use - RV(unmerge_headroom.mem_available_bytes) +
+        RV(unmerge_headroom.swap_free_bytes) - RV(unmerge_headroom.margin_bytes).
+      type: int
+      sample: 20186346292
+    headroom_bytes:
+      description: RV(unmerge_headroom.budget_bytes) - RV(unmerge_headroom.needed_bytes); negative when an unmerge
+        would not fit.
+      type: int
+      sample: 20123431732
+    fits:
+      description: Whether M(samepage.ksm.ksm_unmerge) would unmerge now (without C(force)).
+      type: bool
+      sample: true
 processes:
   description:
     - Processes that take part in KSM, the most merged pages first, at most O(max_processes).
@@ -775,8 +851,8 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_audit
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_units
 from ansible_collections.samepage.ksm.plugins.module_utils import _libvirt
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_snapshot
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
-from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_writers
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 
 # Where the samepage tuner reports itself (tests point these at a fake root).
@@ -785,25 +861,9 @@ TUNER_UNIT = _ksm_tuner.UNIT_PATH
 PROC = '/proc'
 
 
-def split_state(state):
-    """(settings, counters) of a state read from the kernel."""
-    managed = set(_ksm.WRITE_ORDER) | set(knob.name for knob in _ksm.LEGACY_KNOBS)
-    settings = {name: value for name, value in state.items() if name in managed}
-    counters = {name: value for name, value in state.items() if name not in managed}
-    return settings, counters
-
-
-def savings(state, page_bytes):
-    result = {
-        'bytes_saved': int(state.get('pages_sharing', 0)) * page_bytes,
-        'zero_pages_bytes': int(state.get('ksm_zero_pages', 0)) * page_bytes,
-        'sharing_ratio': None,
-    }
-    if 'general_profit' in state:
-        result['general_profit'] = state['general_profit']
-    if state.get('pages_shared'):
-        result['sharing_ratio'] = round(float(state.get('pages_sharing', 0)) / state['pages_shared'], 2)
-    return result
+# ksm_info's figures are read by _ksm_snapshot (the metrics writer reads them through it too).
+split_state = _ksm_snapshot.split_state
+savings = _ksm_snapshot.savings
 
 
 # Bounds of the scan options: (option, lowest, highest).
@@ -811,12 +871,14 @@ SCAN_BOUNDS = (('max_scan_processes', 1, 10 ** 7), ('max_scan_seconds', 1, 3600)
 
 
 def argument_spec():
-    return dict(max_processes=dict(type='int', default=10),
+    spec = dict(max_processes=dict(type='int', default=10),
                 max_scan_processes=dict(type='int', default=_ksm_audit.MAX_READ),
                 max_scan_seconds=dict(type='int', default=_ksm_audit.MAX_SECONDS),
                 services=dict(type='bool', default=False),
                 libvirt=dict(type='bool', default=False),
                 libvirt_uri=dict(type='str', default=_libvirt.DEFAULT_URI))
+    spec.update(_options.memory_check())
+    return spec
 
 
 def boot_report():
@@ -853,54 +915,28 @@ def main():
             _libvirt.check_uri(module.params['libvirt_uri'], 'libvirt_uri')
         except _libvirt.LibvirtError as err:
             _errors.fail(module, err, {})
-
-    ksm = _ksm.Ksm()
-    page_bytes = _ksm.page_size()
-    capabilities = {
-        'knobs': [],
-        'kernel_release': _ksm.kernel_release(),
-        'numa_nodes_with_memory': _ksm.numa_nodes_with_memory(),
-        'page_size': page_bytes,
-        'advisor': False,
-        'per_process': _ksm.per_process_files(),
-    }
-    result = dict(changed=False, available=False, settings={}, counters={}, capabilities=capabilities,
-                  processes=[], guests=[], competing_managers={}, competing_writers=[], competing_writers_skipped=[],
-                  tuner=None, services=None, libvirt=None)
-    # The tuner reports itself whether or not this kernel has KSM (it then says why it cannot work).
-    result['tuner'] = _ksm_tuner.read_status(TUNER_STATE, TUNER_UNIT, PROC)
     try:
-        ksm.require()
-    except _ksm.KsmUnavailable as err:
-        result['msg'] = err.msg
-        module.exit_json(**result)
+        _ksm.parse_margin(module.params['memory_margin'], 0)
+    except _ksm.KsmError as err:
+        _errors.fail(module, err, {'changed': False})
+    snapshot = _ksm_snapshot.Snapshot(max_processes=limit, max_scan_processes=module.params['max_scan_processes'],
+                                      max_scan_seconds=module.params['max_scan_seconds'],
+                                      memory_margin=module.params['memory_margin'],
+                                      tuner_state=TUNER_STATE, tuner_unit=TUNER_UNIT, proc=PROC)
     try:
-        state = ksm.read_state()
-        result['available'] = True
-        result['settings'], result['counters'] = split_state(state)
-        capabilities['knobs'] = sorted(state)
-        capabilities['advisor'] = 'advisor_mode' in state
-        result['savings'] = savings(state, page_bytes)
-        if limit:
-            scan = _ksm_audit.scan(page_bytes=page_bytes, max_read=module.params['max_scan_processes'],
-                                   max_seconds=module.params['max_scan_seconds'])
-            result['processes'] = scan.rows[:limit]
-            result['guests'] = scan.guests
-            result['process_scan'] = scan.summary()
-        writers = _ksm_writers.find()
-        result['competing_writers'] = [finding.as_dict() for finding in writers.found]
-        result['competing_writers_skipped'] = writers.skipped
-        result['competing_managers'] = _ksm_writers.short_form(writers.found)
+        result = snapshot.take()
         result['boot'] = boot_report()
+        result['services'] = None
+        result['libvirt'] = None
         if module.params['services']:
             result['services'] = _ksm_units.services_report(module.run_command, module.get_bin_path)
         if module.params['libvirt']:
             result['libvirt'] = libvirt_report(module, module.params['libvirt_uri'])
     except _errors.SamepageError as err:
-        _errors.fail(module, err, result)
+        _errors.fail(module, err, dict(snapshot.result or {}, changed=False))
     except OSError as err:
-        _errors.fail(module, _ksm.KsmError('Cannot read the KSM state: %s' % err), result)
-    module.exit_json(**result)
+        _errors.fail(module, _ksm.KsmError('Cannot read the KSM state: %s' % err), dict(snapshot.result or {}, changed=False))
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == '__main__':

@@ -183,15 +183,11 @@ state_file:
   sample: /run/samepage-ksm/tuner.json
 '''
 
-import os
-import sys
-import time
-
-from ansible_collections.samepage.ksm.plugins.module_utils._errors import SamepageError, run_task
+from ansible_collections.samepage.ksm.plugins.module_utils._errors import run_task
 from ansible_collections.samepage.ksm.plugins.module_utils._ksm import KsmError
-from ansible_collections.samepage.ksm.plugins.module_utils import _files
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
+from ansible_collections.samepage.ksm.plugins.module_utils import _program
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 
 CONFIG_PATH = _ksm_tuner.DEFAULT_CONFIG_PATH
@@ -199,171 +195,63 @@ PROGRAM_DIR = _ksm_tuner.PROGRAM_DIR
 UNIT_PATH = _ksm_tuner.UNIT_PATH
 UNIT = _ksm_tuner.UNIT_NAME
 STATE_FILE = '/run/%s/tuner.json' % _ksm_tuner.RUNTIME_DIRECTORY
-SETTLE_SECONDS = 10.0
 
 
-def no_systemd_message():
-    return ('systemd is not running as PID 1 on this host (%s does not exist): samepage.ksm.ksm_tuner runs the '
-            'tuner as the systemd service %s. Nothing was changed.' % (_systemd.RUNTIME_DIR, UNIT))
+def program_files(sources, program_dir=None):
+    """{path: text} of the tuner program under program_dir (default PROGRAM_DIR)."""
+    program_dir = program_dir or PROGRAM_DIR
+    return _program.program_files(sources, program_dir, _ksm_tuner.ENTRY,
+                                  _program.entry_script(_ksm_tuner.PROGRAM, '_ksm_tuner', program_dir,
+                                                        'samepage.ksm.ksm_tuner'))
 
 
-class KsmTuner:
-    """One task: plan the files and the unit's state, act (or predict in check mode), report."""
+class KsmTuner(_program.ProgramTask):
+    """One task: the tuner's program, configuration and unit, and its service's state."""
+
+    unit = UNIT
+    what = 'samepage.ksm.ksm_tuner runs the tuner as a systemd service'
 
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.actions = []
-        self.files = None
-        self.written = []       # files this run has written (before a later step failed, too)
-        self.before = None
-        self.after = None
+        _program.ProgramTask.__init__(self, module)
         self.settings = None
-        self.systemctl = None
+        self.unit_paths = (UNIT_PATH,)
+        self.diff_paths = (CONFIG_PATH, UNIT_PATH)
 
-    def _do(self, verb, unit=None, predict=None):
-        # A command is listed once it has succeeded (in check mode: once it is predicted), never before.
-        if not self.check_mode:
-            self._run(verb, unit)
-        self.actions.append(verb if unit is None else '%s %s' % (verb, unit))
-        if predict is not None:
-            predict()
-
-    def _run(self, verb, unit):
-        if unit is None:
-            self.systemctl.daemon_reload()
-        else:
-            self.systemctl.call(verb, unit)
-
-    def _set(self, **values):
-        self.after.update(values)
+    def no_systemd_message(self):
+        return ('systemd is not running as PID 1 on this host (%s does not exist): samepage.ksm.ksm_tuner runs the '
+                'tuner as the systemd service %s. Nothing was changed.' % (_systemd.RUNTIME_DIR, UNIT))
 
     def wanted_files(self, state):
         if state == 'absent':
-            names = list(_ksm_tuner.program_files({name: '' for name in _ksm_tuner.SOURCES}, PROGRAM_DIR))
-            return {path: None for path in names + [CONFIG_PATH, UNIT_PATH]}
-        python = self.params['python']
-        if python is None:
-            python = sys.executable
-        # An empty value (often a variable that rendered to nothing) is refused like any other non-path,
-        # not taken for "unset".
-        if not python or not os.path.isabs(python):
-            raise KsmError('Invalid python %r: expected the absolute path of a Python 3.8+ interpreter (leave python '
-                           'unset to use the interpreter that runs this module). Nothing was changed.' % (python,))
-        if not os.access(python, os.X_OK):
-            raise KsmError('python %s is not an executable file on this host' % python)
+            names = list(program_files({name: '' for name in _ksm_tuner.SOURCES}))
+            return _program.Files({path: None for path in names + [CONFIG_PATH, UNIT_PATH]}, what='the tuner files')
+        python = _program.check_python(self.params['python'])
         try:
-            sources = _ksm_tuner.read_sources()
+            files = program_files(_program.read_sources(_ksm_tuner.SOURCES))
         except (OSError, UnicodeDecodeError) as err:
             raise KsmError('Cannot read the tuner program from the module: %s' % err)
-        files = _ksm_tuner.program_files(sources, PROGRAM_DIR)
         files[CONFIG_PATH] = _ksm_tuner.render(self.settings)
         try:
             files[UNIT_PATH] = _ksm_tuner.render_unit(python, PROGRAM_DIR, CONFIG_PATH)
         except _ksm_tuner.ConfigError as err:
             raise KsmError(err.msg)
-        return files
+        return _program.Files(files, what='the tuner files')
 
     def run(self):
-        state = self.params['state']
         try:
             self.settings = _ksm_tuner.validate(self.params['config'] or {})
         except _ksm_tuner.ConfigError as err:
             raise KsmError('Invalid tuner configuration (option config): %s. Nothing was changed.' % err.msg,
                            key=err.key)
-        self.files = _files.FileSet(self.wanted_files(state), what='the tuner files')
-        self.systemctl = _systemd.connect(self.module, no_systemd_message())
-        self.before = self.systemctl.show([UNIT])[UNIT]
-        self.after = dict(self.before)
-        changed_files = self.files.changed()
-        unit_changed = UNIT_PATH in changed_files
-        running = _systemd.is_running(self.before)
+        return self.execute(self.params['state'], self.params['enabled'])
 
-        if state == 'absent':
-            if running:
-                self._do('stop', UNIT, lambda: self._set(active_state='inactive', sub_state='dead', main_pid=0))
-            if _systemd.is_enabled(self.before):
-                self._do('disable', UNIT, lambda: self._set(unit_file_state='disabled'))
-            if not self.check_mode:
-                self.files.write()
-                self.written = changed_files
-                self.files.remove_empty_dirs(changed_files)
-            if unit_changed:
-                self._do('daemon-reload', None, lambda: self._set(load_state='not-found', unit_file_state=''))
-            return self.result()
-
-        if not self.check_mode:
-            self.files.write()
-            self.written = changed_files
-        if unit_changed or self.before.get('need_daemon_reload'):
-            self._do('daemon-reload', None, lambda: self._set(load_state='loaded'))
-        if self.params['enabled'] and not _systemd.is_enabled(self.after):
-            self._do('enable', UNIT, lambda: self._set(unit_file_state='enabled'))
-        elif not self.params['enabled'] and _systemd.is_enabled(self.after):
-            self._do('disable', UNIT, lambda: self._set(unit_file_state='disabled'))
-        started = dict(active_state='active', sub_state='running', condition_result='yes')
-        if state == 'started':
-            if not running:
-                self._do('start', UNIT, lambda: self._set(**started))
-            elif changed_files:
-                self._do('restart', UNIT, lambda: self._set(**started))
-        elif running:
-            self._do('stop', UNIT, lambda: self._set(active_state='inactive', sub_state='dead', main_pid=0))
-        if not self.check_mode:
-            self._settle()
-            self._verify(state)
-        return self.result()
-
-    def _settle(self):
-        deadline = time.time() + SETTLE_SECONDS
-        self.after = self.systemctl.show([UNIT])[UNIT]
-        while self.after.get('active_state') in ('activating', 'deactivating', 'reloading') and time.time() < deadline:
-            time.sleep(0.25)
-            self.after = self.systemctl.show([UNIT])[UNIT]
-
-    def _verify(self, state):
-        if state == 'started' and not _systemd.is_running(self.after):
-            raise _systemd.SystemdError('systemctl reported success, but %s is %s now; see journalctl -u %s.'
-                                        % (UNIT, _systemd.describe(self.after), UNIT))
-        if state == 'stopped' and _systemd.is_running(self.after):
-            raise _systemd.SystemdError('%s is still %s after systemctl stop.' % (UNIT, _systemd.describe(self.after)))
-
-    def diff(self):
-        def text(path, which):
-            value = (self.files.current if which == 'before' else self.files.wanted).get(path)
-            return value or ''
-        return [dict(before_header=path, after_header=path, before=text(path, 'before'), after=text(path, 'after'))
-                for path in (CONFIG_PATH, UNIT_PATH)]
+    def extra(self):
+        return {'state_file': STATE_FILE}
 
     def result(self):
-        result = {
-            'changed': bool(self.actions) or bool(self.files.changed()),
-            'files': self.files.changed(),
-            'actions': list(self.actions),
-            'unit': UNIT,
-            'state_file': STATE_FILE,
-            'diff': self.diff(),
-        }
+        result = _program.ProgramTask.result(self)
         if self.params['state'] != 'absent':
             result['config'] = _ksm_tuner.effective(self.settings)
-        if self.before is not None:
-            result['status'] = {'before': _systemd.reported(self.before), 'after': _systemd.reported(self.after)}
-        return result
-
-    def failure(self):
-        # Only what happened: the files written and the systemctl commands that succeeded before the failure.
-        written = list(self.written) or (list(self.files.done) if self.files is not None else [])
-        result = {'changed': not self.check_mode and bool(self.actions or written),
-                  'actions': list(self.actions), 'unit': UNIT, 'state_file': STATE_FILE, 'files': written}
-        if self.before is not None:
-            after = self.after
-            if self.actions and not self.check_mode:
-                try:
-                    after = self.systemctl.show([UNIT])[UNIT]
-                except SamepageError:
-                    pass
-            result['status'] = {'before': _systemd.reported(self.before), 'after': _systemd.reported(after)}
         return result
 
 

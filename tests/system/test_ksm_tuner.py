@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner, _program
+from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
 from ansible_collections.samepage.ksm.tests.support.ansible_cli import run_module
 from ansible_collections.samepage.ksm.tests.support.merge_workload import MergeableWorkload
 
@@ -39,7 +40,7 @@ class Daemon:
     """samepage-ksm-tuner installed under tmp_path and run in the foreground."""
 
     def __init__(self, tmp_path, config):
-        self.files = _ksm_tuner.program_files(_ksm_tuner.read_sources(), str(tmp_path / 'lib'))
+        self.files = ksm_tuner.program_files(_program.read_sources(_ksm_tuner.SOURCES), str(tmp_path / 'lib'))
         for path, text in self.files.items():
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as handle:

@@ -47,7 +47,7 @@ class FakeUnit:
     def __init__(self, name, kind='oneshot', enabled='enabled', active=False, masked=False, requires=(),
                  can_reload=False, condition=True, installed=True, need_daemon_reload=False):
         self.name = name
-        self.kind = kind                # 'oneshot' (RemainAfterExit=yes) or 'forking'
+        self.kind = kind                # 'oneshot' (RemainAfterExit=yes), 'forking' or 'timer' (active: waiting)
         self.enablement = enabled       # is-enabled word when not masked
         self.masked = masked
         self.requires = list(requires)
@@ -158,7 +158,8 @@ class FakeSystemd:
                 'LoadState': self._load_state(unit),
                 'ActiveState': 'activating' if settling else 'active' if active else 'inactive',
                 'SubState': 'start' if settling else
-                ('running' if unit.kind == 'forking' else 'exited') if active else 'dead',
+                ('running' if unit.kind == 'forking' else 'waiting' if unit.kind == 'timer' else 'exited')
+                if active else 'dead',
                 'UnitFileState': self._file_state(unit),
                 'MainPID': str(unit.pid if unit is not None and not settling else 0),
                 'ConditionResult': unit.condition_result if unit is not None else 'no',

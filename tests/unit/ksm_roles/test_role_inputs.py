@@ -54,6 +54,9 @@ GOOD = {
     'neutralise-writers': {'ksm_tuner': 'none', 'ksm_neutralise_writers': ['qemu-kvm.service', 'tuned', 'ksmtuned']},
     'neutralise-with-ksmtuned-off': {'ksm_enabled': False, 'ksm_neutralise_writers': ['ksmtuned']},
     'packages': {'ksm_packages': ['ksmtuned', 'qemu-kvm-common=8.2.0-1', 'ksm:amd64']},
+    'metrics': {'ksm_metrics_enabled': True, 'ksm_metrics_directory': '/var/lib/node_exporter/textfile_collector',
+                'ksm_metrics_interval': 15},
+    'metrics-interval-as-text': {'ksm_metrics_enabled': True, 'ksm_metrics_interval': '30'},
 }
 
 # case: (variables, text the one failure must contain)
@@ -86,6 +89,12 @@ BAD = {
                               'ksm_settings.advisor_mode is scan-time, but ksm_tuner is ksmtuned'),
     'advisor-and-pages': ({'ksm_tuner': 'none', 'ksm_settings': {'advisor_mode': 'scan-time', 'pages_to_scan': 100}},
                           'ksm_settings.pages_to_scan cannot be set together with advisor_mode: scan-time'),
+    'metrics-interval-too-short': ({'ksm_metrics_enabled': True, 'ksm_metrics_interval': 1},
+                                   'ksm_metrics_directory or ksm_metrics_interval is not valid: Invalid interval 1: '
+                                   'expected whole seconds from 5 to 86400'),
+    'metrics-directory-relative': ({'ksm_metrics_directory': 'textfiles'},
+                                   "ksm_metrics_directory or ksm_metrics_interval is not valid: Invalid directory "
+                                   "'textfiles': expected an absolute path"),
     'margin-words': ({'ksm_memory_margin': '5 percent'}, 'ksm_memory_margin "5 percent" is not valid: expected a '
                      'percentage of total memory such as "5%" or a size such as "512M" or "2G".'),
     'margin-above-100': ({'ksm_memory_margin': '150%'}, 'ksm_memory_margin "150%" is not valid: a percentage cannot '

@@ -512,7 +512,8 @@ def test_ksmd_cpu_reads_utime_and_stime(tmp_path):
     (tmp_path / '1' / 'comm').write_text('systemd\n')
     (tmp_path / '77').mkdir()
     (tmp_path / '77' / 'comm').write_text('ksmd\n')
-    fields = ['S'] + ['0'] * 10 + ['250', '50'] + ['0'] * 30
+    # state, ppid 2 (kthreadd), pgrp, session, tty, tpgid, flags (PF_KTHREAD and others, as a real ksmd's), ...
+    fields = ['S', '2', '0', '0', '0', '-1', str(0x208040)] + ['0'] * 4 + ['250', '50'] + ['0'] * 30
     (tmp_path / '77' / 'stat').write_text('77 (ksmd) ' + ' '.join(fields) + '\n')
     reader = tuner_mod.KsmdCpu(str(tmp_path))
     reader.ticks = 100.0

@@ -36,6 +36,7 @@ from ansible_collections.samepage.ksm.plugins.module_utils import _libvirt
 from ansible_collections.samepage.ksm.plugins.module_utils import _options
 from ansible_collections.samepage.ksm.plugins.module_utils import _systemd
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
+from ansible_collections.samepage.ksm.plugins.modules import ksm_metrics
 from ansible_collections.samepage.ksm.plugins.modules import ksm_service
 from ansible_collections.samepage.ksm.plugins.modules import ksm_sysfs
 from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
@@ -60,6 +61,7 @@ MODULES = {
     'ksmtuned_config': (ksmtuned_config.main, ksmtuned_config.argument_spec,
                         {'path': '/dev/null/ksmtuned.conf', 'hook_dir': '/dev/null/qemu.d'}, ('Cannot write',)),
     'ksm_writers': (ksm_writers.main, ksm_writers.argument_spec, {'neutralise': ['qemu-kvm.service'], 'run': True}, ()),
+    'ksm_metrics': (ksm_metrics.main, ksm_metrics.argument_spec, {}, ('systemd is not running as PID 1',)),
     # virsh is not there in these tests (_libvirt.VIRSH names no program): input that passes every check
     # reaches the search for it
     'libvirt_nosharepages': (libvirt_nosharepages.main, libvirt_nosharepages.argument_spec, {'domains': ['vm1']},

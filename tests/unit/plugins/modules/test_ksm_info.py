@@ -12,6 +12,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_boot, _ksm_units, _systemd
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm
 from ansible_collections.samepage.ksm.plugins.modules import ksm_info
 from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 from ansible_collections.samepage.ksm.tests.unit.fakes.kernel import FILES_6_1, FILES_6_18, PAGE_SIZE
@@ -511,3 +512,62 @@ def test_a_bad_libvirt_uri_is_refused(tmp_path, monkeypatch):
     assert result['failed'] is True and result['option'] == 'libvirt_uri'
     assert result['msg'].startswith("Invalid value 'qemu:///system; reboot' for libvirt_uri")
     assert virsh.calls == []
+# What KSM costs (ksmd's CPU) and whether the host could unmerge now (the unmerge headroom)
+
+def add_thread(host, pid, comm, utime, stime, flags):
+    """A /proc/<pid> with comm and a stat line as the kernel prints it (flags: field 9, PF_KTHREAD 0x200000)."""
+    base = host.proc / str(pid)
+    base.mkdir()
+    (base / 'comm').write_text(comm + '\n')
+    fields = ['S', '2', '0', '0', '0', '-1', str(flags), '0', '0', '0', '0', str(utime), str(stime)] + ['0'] * 39
+    (base / 'stat').write_text('%d (%s) %s\n' % (pid, comm, ' '.join(fields)))
+
+
+def test_ksmd_cpu_comes_from_the_kernel_thread(tmp_path, monkeypatch):
+    host = FakeHost(tmp_path, monkeypatch, preset='6.18', run=1)
+    add_thread(host, 12, 'ksmd', 0, 0, 0x400040)              # a user process that calls itself ksmd
+    add_thread(host, 37, 'ksmd', 150, 23935, 0x200040)         # the kernel thread
+    monkeypatch.setattr(_ksm, 'clock_ticks', lambda: 100)
+    result = info({'max_processes': 0})
+    assert result['ksmd'] == {'pid': 37, 'cpu_seconds': 240.85,
+                              'source': '%s/37/stat: utime + stime, in clock ticks of 1/100 s' % host.proc}
+
+
+def test_no_ksmd_thread_is_null(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch, preset='6.18', run=1)
+    assert info({'max_processes': 0})['ksmd'] is None
+
+
+def test_unmerge_headroom_is_the_verdict_ksm_unmerge_acts_on(tmp_path, monkeypatch):
+    from ansible_collections.samepage.ksm.plugins.modules import ksm_unmerge
+    host = FakeHost(tmp_path, monkeypatch, preset='6.18', run=1)
+    host.kernel.share(100, 3000, ksm_zero_pages=200)
+    gib = 1024 ** 3
+    host.meminfo(mem_total=16 * gib, mem_available=1 * gib, swap_free=2 * gib)
+    result = info({'max_processes': 0, 'memory_margin': '10%'})
+    needed = (3000 + 200) * PAGE_SIZE
+    budget = 1 * gib + 2 * gib - int(16 * gib * 0.1)
+    assert result['unmerge_headroom'] == {
+        'needed_bytes': needed, 'mem_available_bytes': 1 * gib, 'swap_free_bytes': 2 * gib, 'memory_margin': '10%',
+        'margin_bytes': int(16 * gib * 0.1), 'budget_bytes': budget, 'headroom_bytes': budget - needed, 'fits': True}
+    # too little memory: ksm_info says it does not fit, and ksm_unmerge refuses with the same figures
+    host.meminfo(mem_total=16 * gib, mem_available=needed, swap_free=0)
+    short = info({'max_processes': 0, 'memory_margin': '1M'})['unmerge_headroom']
+    assert short['fits'] is False and short['headroom_bytes'] == -(1 << 20)
+    refused = run_main(ksm_unmerge.main, {'memory_margin': '1M'}, check_mode=True)
+    assert refused['failed'] is True and refused['needed_bytes'] == short['needed_bytes']
+    assert refused['budget_bytes'] == short['budget_bytes']
+    assert host.kernel.writes == []
+
+
+def test_a_bad_memory_margin_fails_naming_the_option(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch, preset='6.18')
+    result = info({'memory_margin': '5 parsecs'})
+    assert result['failed'] is True and result['option'] == 'memory_margin'
+    assert "Invalid memory margin '5 parsecs' (option memory_margin)" in result['msg']
+
+
+def test_no_headroom_without_ksm(tmp_path, monkeypatch):
+    FakeHost(tmp_path, monkeypatch, preset='absent', per_process=())
+    result = info()
+    assert 'unmerge_headroom' not in result and result['ksmd'] is None

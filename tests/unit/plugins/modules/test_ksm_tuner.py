@@ -16,7 +16,7 @@ import yaml
 
 from ansible.module_utils import basic
 
-from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner, _systemd
+from ansible_collections.samepage.ksm.plugins.module_utils import _ksm_tuner, _program, _systemd
 from ansible_collections.samepage.ksm.plugins.modules import ksm_tuner
 from ansible_collections.samepage.ksm.tests.unit.fakes import systemd as fakes
 from ansible_collections.samepage.ksm.tests.unit.plugins.modules.module_runner import run_main
@@ -117,7 +117,7 @@ def test_install_and_start(host):
     assert second['config'] == _ksm_tuner.DEFAULTS
     assert second['state_file'] == '/run/samepage-ksm/tuner.json'
     tree = host.tree()
-    package = os.path.join('usr-lib-samepage-ksm', _ksm_tuner.PACKAGE)
+    package = os.path.join('usr-lib-samepage-ksm', _program.PACKAGE)
     assert sorted(p for p in tree if p.startswith('usr-lib')) == sorted(
         [os.path.join('usr-lib-samepage-ksm', _ksm_tuner.ENTRY), os.path.join(package, '__init__.py')]
         + [os.path.join(package, name) for name in _ksm_tuner.SOURCES])
