@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""samepage.ksm.ksm_metrics with REAL systemd and Debian's prometheus-node-exporter in a Debian 13 guest: the
+"""samepage.ksm.ksm_metrics with REAL systemd and Debian's prometheus-node-exporter in a Debian 13 guest (the
+two-node one: its group of one-guest tests has the most room, tests/lab/conftest.py): the
 four steps install the writer and its timer, the timer refreshes the file on its own, node_exporter (the
 image's package, its service running with Debian's textfile directory) serves it, scraped in the guest with
 curl over SSH and compared with ksm_info; then the role's task file (roles/ksm/tasks/metrics.yml, one module
@@ -74,8 +75,8 @@ def role_metrics(lab, guest, enabled):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_timer_node_exporter_and_ksm_info_agree(lab, debian13):
-    guest = debian13
+def test_timer_node_exporter_and_ksm_info_agree(lab, numa_guest):
+    guest = numa_guest
     assert guest.ssh('command -v prometheus-node-exporter curl', check=False).returncode == 0, (
         'the lab image lacks prometheus-node-exporter or curl (lab/samepage_lab/images.py PACKAGES)')
     guest.ssh('systemctl start %s' % EXPORTER)

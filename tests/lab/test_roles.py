@@ -586,9 +586,10 @@ def test_group_variable_change_restarts_the_tuner_once(lab, fresh, inventory):
         assert len([line for line in log if line.startswith('Started ')]) == 1, log
         assert len([line for line in log if line.startswith('Stopped ')]) == 1, log
 
-        # the same variables again: nothing changes, the tuner keeps running as it is
-        same = site(changed_inventory.path)
-        assert_ok(same, sorted(fresh))
+        # the same variables again: nothing changes, the tuner keeps running as it is (the other hosts were
+        # shown unchanged by the run above)
+        same = site(changed_inventory.path, limit=dense.name)
+        assert_ok(same, [dense.name])
         assert sum(changed(same).values()) == 0, changed(same)
         assert tuner_status(dense)['pid'] == status['pid']
     finally:
