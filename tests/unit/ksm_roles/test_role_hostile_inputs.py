@@ -53,13 +53,18 @@ HOSTILE = {
 
 
 def role_options(role):
-    """{input: option spec} of a role's entry points, sub-options as 'parent.key'; the entry points must agree."""
+    """{input: option spec} of a role's entry points, sub-options as 'parent.key'. `main` and `validate` must
+    declare the same options (validate checks what main will use); every other entry point (the ksm role's
+    `verify`) a subset of them, each declared alike, so that the table of main covers it."""
     with open(os.path.join(REPO, 'roles', role, 'meta', 'argument_specs.yml')) as handle:
         specs = yaml.safe_load(handle)['argument_specs']
-    options = [spec.get('options', {}) for spec in specs.values()]
-    assert all(entry == options[0] for entry in options), 'the entry points of %s declare different options' % role
+    main = specs['main'].get('options', {})
+    assert specs['validate'].get('options', {}) == main, 'main and validate of %s declare different options' % role
+    for entry, spec in specs.items():
+        for name, option in (spec.get('options') or {}).items():
+            assert main.get(name) == option, '%s of %s declares %s unlike main' % (entry, role, name)
     flat = {}
-    for name, spec in options[0].items():
+    for name, spec in main.items():
         flat[name] = spec
         for key, sub in (spec.get('options') or {}).items():
             flat['%s.%s' % (name, key)] = sub
