@@ -94,8 +94,8 @@ class FileSet:
                     os.unlink(temporary)
                 except OSError:
                     pass
-            raise FileError('Cannot write %s: %s. Nothing was changed.' % (err.filename or self.what,
-                                                                            err.strerror or err))
+            raise FileError('Cannot write %s: %s. Nothing was changed.' % (
+                err.filename or self.what, err.strerror or err))
         removals = [path for path in self.changed_files() if self.wanted[path] is None and self.current[path] is not None]
         try:
             for temporary, path in staged:

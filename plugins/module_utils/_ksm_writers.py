@@ -368,7 +368,7 @@ def tuned_state(root=None, skip=()):
                 if profile == TUNED_GUARD and dropped is not None:
                     state.guard_drops[(event[1], event[2])] = dropped
             else:
-                _, section, unit_type, key, knob, evidence, value = event
+                dummy, section, unit_type, key, knob, evidence, value = event
                 state.options.pop((section, key), None)     # moved to the end: applied last
                 state.options[(section, key)] = TunedOption(section, unit_type, key, knob, evidence, value)
     return state

@@ -512,6 +512,9 @@ def test_a_bad_libvirt_uri_is_refused(tmp_path, monkeypatch):
     assert result['failed'] is True and result['option'] == 'libvirt_uri'
     assert result['msg'].startswith("Invalid value 'qemu:///system; reboot' for libvirt_uri")
     assert virsh.calls == []
+
+
+# ---------------------------------------------------------------------------------------------------
 # What KSM costs (ksmd's CPU) and whether the host could unmerge now (the unmerge headroom)
 
 def add_thread(host, pid, comm, utime, stime, flags):

@@ -128,8 +128,8 @@ def tuned_host(host, layout='usr/lib/tuned/profiles'):
     host.write_file('etc/tuned/active_profile', 'site\n')
     host.write_file('etc/tuned/profile_mode', 'auto\n')
     host.write_file(layout + '/kvm-host/tuned.conf', VENDOR_PROFILE)
-    host.write_file(layout + '/throughput-performance/tuned.conf', '[main]\nsummary=throughput\n[cpu]\n'
-                                                                    'governor=performance\n')
+    host.write_file(layout + '/throughput-performance/tuned.conf',
+                    '[main]\nsummary=throughput\n[cpu]\ngovernor=performance\n')
     host.write_file('etc/tuned/profiles/site/tuned.conf' if 'profiles' in layout else 'etc/tuned/site/tuned.conf',
                     SITE_PROFILE)
 
