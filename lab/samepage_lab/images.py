@@ -30,6 +30,8 @@ PACKAGES = (
     'systemd-sysv', 'udev', 'dbus', 'openssh-server', 'python3', 'linux-image-amd64',
     'initramfs-tools', 'iproute2', 'ksmtuned', 'procps', 'kmod',
     'tuned',     # a competing writer of KSM (tests/lab/test_writers.py); disabled at boot, below
+    # tuned needs polkitd, which needs a logind (default-logind | logind, virtual: debootstrap cannot choose)
+    'libpam-systemd',
     # tests/lab/test_lab_metrics.py: node_exporter serves samepage.ksm.ksm_metrics' file, curl scrapes it
     'prometheus-node-exporter', 'curl',
 )

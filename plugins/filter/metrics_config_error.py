@@ -8,7 +8,7 @@ name: metrics_config_error
 short_description: Why settings of the KSM metrics writer are not valid (empty when they are)
 version_added: 0.1.0
 description:
-  - Checks the O(_input.directory) and O(_input.interval) of M(samepage.ksm.ksm_metrics) with the very checks
+  - Checks the C(directory) and C(interval) of O(_input) of M(samepage.ksm.ksm_metrics) with the very checks
     the module applies, so that a role can refuse a bad value before anything changes.
   - Returns an empty string when both are valid, otherwise the reason, naming the option.
 positional: _input

@@ -234,8 +234,8 @@ class KsmMetrics(_program.ProgramTask):
 
     def prune(self, removed):
         # The program's own directories only: the textfile directory belongs to node_exporter.
-        self.files.remove_empty_dirs([path for path in removed if path.startswith(PROGRAM_DIR + os.sep)]
-                                     + [PROGRAM_DIR])
+        ours = [path for path in removed if path.startswith(PROGRAM_DIR + os.sep)]
+        self.files.remove_empty_dirs(ours + [PROGRAM_DIR])
 
     def run(self):
         state = 'started' if self.params['state'] == 'present' else 'absent'

@@ -263,8 +263,8 @@ class WritersTask:
         if tuned_adm:
             rc, out, err = self.module.run_command([tuned_adm, 'profile'] + list(plan.tuned_profiles),
                                                    environ_update={'LC_ALL': 'C'})
-            active = (_ksm_writers.read_whole(_ksm_writers._path(None, _ksm_writers.TUNED_ACTIVE_PROFILE), 'tuned')
-                      or '').split()
+            text = _ksm_writers.read_whole(_ksm_writers._path(None, _ksm_writers.TUNED_ACTIVE_PROFILE), 'tuned')
+            active = (text or '').split()
             if rc != 0 or active != list(plan.tuned_profiles):
                 raise WritersError('tuned-adm profile %s failed (rc=%d): %s' % (
                     ' '.join(plan.tuned_profiles), rc, (err or out).strip() or 'the active profiles read %s'
