@@ -29,9 +29,6 @@ SUITES = {
 PACKAGES = (
     'systemd-sysv', 'udev', 'dbus', 'openssh-server', 'python3', 'linux-image-amd64',
     'initramfs-tools', 'iproute2', 'ksmtuned', 'procps', 'kmod',
-    'tuned',     # a competing writer of KSM (tests/lab/test_writers.py); disabled at boot, below
-    # tuned needs polkitd, which needs a logind (default-logind | logind, virtual: debootstrap cannot choose)
-    'libpam-systemd',
     # tests/lab/test_lab_metrics.py: node_exporter serves samepage.ksm.ksm_metrics' file, curl scrapes it
     'prometheus-node-exporter', 'curl',
 )
@@ -111,9 +108,6 @@ def configure_rootfs(root, pubkey):
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive', LC_ALL='C')
     steps = (
         ['systemctl', 'enable', 'systemd-networkd.service', 'ssh.service'],
-        # TuneD is there to be proven against (tests/lab/test_writers.py starts it); a Python daemon applying a
-        # profile at every boot only costs emulated CPU elsewhere.
-        ['systemctl', 'disable', 'tuned.service'],
         ['systemctl', 'mask', 'apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer',
          'e2scrub_reap.service', 'fstrim.timer', 'systemd-networkd-wait-online.service'],
         ['update-initramfs', '-u', '-k', 'all'],

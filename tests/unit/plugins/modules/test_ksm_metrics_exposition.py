@@ -5,7 +5,10 @@
 
 """The Prometheus exposition of a KSM snapshot (_ksm_metrics): the exact text of a fake snapshot, the naming
 conventions for every file of every kernel generation, escaping, the atomic write, the units, and the program
-against the fake host. promtool and node_exporter check the real thing: tests/system/test_metrics.py."""
+against the fake host. promtool and node_exporter check the real thing: tests/system/test_metrics.py.
+
+Beside the module tests, not the module_utils ones: it drives ksm_info and the fake host, which need
+ansible, and the target-Python runs (3.8, 3.9: no ansible) cover tests/unit/plugins/module_utils only."""
 
 import os
 import re
