@@ -296,6 +296,29 @@ RUNTIME_DIRECTORY = 'samepage-ksm'      # /run/samepage-ksm: the state file
 STATE_DIRECTORY = 'samepage-ksm'        # /var/lib/samepage-ksm
 
 
+# The sandbox of the collection's own daemons (the tuner here, the metrics writer of _ksm_metrics), after the
+# lines that open what each one writes (ProtectSystem=strict, ProtectKernelTunables, ReadWritePaths).
+UNIT_SANDBOX = (
+    'ProtectHome=yes',
+    'PrivateTmp=yes',
+    'PrivateDevices=yes',
+    'PrivateNetwork=yes',
+    'ProtectKernelModules=yes',
+    'ProtectKernelLogs=yes',
+    'ProtectControlGroups=yes',
+    'ProtectClock=yes',
+    'ProtectHostname=yes',
+    'RestrictAddressFamilies=AF_UNIX',
+    'RestrictNamespaces=yes',
+    'RestrictRealtime=yes',
+    'RestrictSUIDSGID=yes',
+    'LockPersonality=yes',
+    'MemoryDenyWriteExecute=yes',
+    'SystemCallArchitectures=native',
+    'UMask=0022',
+)
+
+
 def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH, ksm_dir=_ksm.KSM_DIR):
     """The hardened systemd unit that runs the daemon: byte-identical for the same arguments."""
     for name, value in (('python', python), ('program_dir', program_dir), ('config_path', config_path)):
@@ -334,23 +357,7 @@ def render_unit(python, program_dir=PROGRAM_DIR, config_path=DEFAULT_CONFIG_PATH
         'ProtectKernelTunables=yes',
         'ReadWritePaths=%s' % ksm_dir,
         'ReadWritePaths=-%s' % os.path.dirname(_ksm.LOCK_PATH),   # the host lock of KSM writers
-        'ProtectHome=yes',
-        'PrivateTmp=yes',
-        'PrivateDevices=yes',
-        'PrivateNetwork=yes',
-        'ProtectKernelModules=yes',
-        'ProtectKernelLogs=yes',
-        'ProtectControlGroups=yes',
-        'ProtectClock=yes',
-        'ProtectHostname=yes',
-        'RestrictAddressFamilies=AF_UNIX',
-        'RestrictNamespaces=yes',
-        'RestrictRealtime=yes',
-        'RestrictSUIDSGID=yes',
-        'LockPersonality=yes',
-        'MemoryDenyWriteExecute=yes',
-        'SystemCallArchitectures=native',
-        'UMask=0022',
+    ] + list(UNIT_SANDBOX) + [
         '',
         '[Install]',
         'WantedBy=multi-user.target',
